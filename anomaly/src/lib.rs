@@ -1,0 +1,1 @@
+//! mithridate anomaly layer.

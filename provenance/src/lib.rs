@@ -1,0 +1,1 @@
+//! mithridate provenance layer.
