@@ -1,0 +1,2 @@
+//! One module per command group. Each exposes its clap arguments and a
+//! `run(args, &Global) -> anyhow::Result<Outcome>`.
