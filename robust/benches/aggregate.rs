@@ -1,0 +1,2 @@
+//! Benchmark of the aggregation rules (filled in below).
+fn main() {}
