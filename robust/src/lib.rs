@@ -1,1 +1,2 @@
 //! mithridate robust layer.
+pub mod aggregate;
