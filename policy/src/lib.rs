@@ -20,6 +20,7 @@ pub mod audit;
 pub mod config;
 pub mod html;
 pub mod pipeline;
+pub mod runner;
 pub mod tier;
 
 pub use audit::{AuditReport, PostureItem, Series, Table};

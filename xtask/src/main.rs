@@ -1,1 +1,65 @@
-fn main() {}
+//! `cargo xtask`: project automation in Rust instead of shell scripts.
+//!
+//! - `cargo xtask demo [--out DIR]`: the end-to-end poisoning demo on the
+//!   embedded digits dataset.
+//! - `cargo xtask ci`: what `.ci/run` runs.
+//! - `cargo xtask fuzz [--seconds N]`: every fuzz target for N seconds.
+
+mod demo;
+mod fuzz;
+
+use anyhow::{bail, Result};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = dispatch(&args) {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+fn dispatch(args: &[String]) -> Result<()> {
+    let rest = args.get(1..).unwrap_or(&[]);
+    match args.first().map(String::as_str) {
+        Some("demo") => demo::run(rest),
+        Some("fuzz") => fuzz::run(rest),
+        Some("ci") => ci(),
+        Some(other) => bail!("unknown task {other:?}\n{USAGE}"),
+        None => {
+            eprintln!("{USAGE}");
+            Ok(())
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <task>
+  demo [--out DIR] [--seed N]   end-to-end poisoning demo on the embedded digits
+  fuzz [--seconds N]            run every fuzz target for N seconds (default 60)
+  ci                            formatting, lints and tests, as CI runs them";
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> std::path::PathBuf {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// Value of `--name VALUE` in `args`.
+pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn ci() -> Result<()> {
+    let root = workspace_root();
+    for cmd in [
+        vec!["fmt", "--all", "--", "--check"],
+        vec!["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        vec!["test", "--workspace"],
+    ] {
+        eprintln!("$ cargo {}", cmd.join(" "));
+        let st = std::process::Command::new(env!("CARGO")).args(&cmd).current_dir(&root).status()?;
+        if !st.success() {
+            bail!("cargo {} failed", cmd.join(" "));
+        }
+    }
+    Ok(())
+}
