@@ -20,6 +20,12 @@ pub fn read_csv(path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)>
     read_csv_from(reader, path, opts)
 }
 
+/// Read CSV from any reader (stdin, a decompressor); `path` names the source
+/// in errors. Records are limited to [`ReadOptions::max_record_bytes`].
+pub fn read_csv_reader<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)> {
+    read_csv_from(LimitedReader::new(r, opts.max_record_bytes), path, opts)
+}
+
 fn read_csv_from<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)> {
     let loc = || Location::file(path);
     let mut rdr = ::csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(r);

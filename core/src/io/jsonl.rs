@@ -44,6 +44,12 @@ struct Columns {
     id_seen: HashSet<SampleId>,
 }
 
+/// Read JSONL from any buffered reader (stdin, a decompressor); `path` names
+/// the source in errors and in [`Dataset::source_files`].
+pub fn read_jsonl_reader<R: BufRead>(r: R, path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)> {
+    read_jsonl_from(r, path, opts)
+}
+
 fn read_jsonl_from<R: BufRead>(mut r: R, path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)> {
     let mut stats = ReadStats::default();
     let mut cols: Option<Columns> = None;
