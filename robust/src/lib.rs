@@ -1,2 +1,3 @@
 //! mithridate robust layer.
 pub mod aggregate;
+pub mod dp;
