@@ -1,1 +1,4 @@
 //! mithridate canary layer.
+pub mod registry;
+pub mod scan;
+pub mod token;
