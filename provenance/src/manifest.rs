@@ -1,0 +1,620 @@
+//! The dataset manifest: what it holds, how it is built, loaded and saved.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use mithridate_core::{Error, Location, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{digest_bytes, leaf_hash, merkle_root, with_digest, Algorithm, StreamDigest};
+use crate::records::{record_digests, RecordDigests, RecordFormat};
+use crate::walk::{canonical_root, check_rel_path, walk};
+
+/// Schema URI of a manifest document, checked on load so that a file of
+/// another kind is never mistaken for a manifest.
+pub const MANIFEST_SCHEMA: &str = "https://mithridate.dev/manifest/v1";
+
+/// Default field (JSONL) or column (CSV) holding record ids.
+pub const DEFAULT_ID_FIELD: &str = "id";
+
+/// Where a dataset came from: what an auditor asks before trusting it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Source URI (bucket, URL, repository).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Revision or version pin of the source (commit, snapshot, tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Person or system that collected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector: Option<String>,
+    /// Collection date (free form; ISO 8601 recommended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collected: Option<String>,
+    /// Licence (SPDX expression recommended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// Free-form notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// How a dataset was derived: the roots of the manifests it came from and
+/// the step in between, so a chain of datasets can be walked back to its
+/// sources.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lineage {
+    /// Roots (hex) of the parent manifests.
+    pub parents: Vec<String>,
+    /// The derivation step, e.g. `dedup`, `filter`, `scan --quarantine`.
+    pub step: String,
+}
+
+/// Per-record digests of one file, folded into a Merkle root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSet {
+    /// How the file was split into records.
+    pub format: RecordFormat,
+    /// Number of records.
+    pub count: u64,
+    /// Merkle root (hex) over the record leaves.
+    pub root: String,
+    /// Leaf hash (hex) of the header (CSV header row, NPY header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Field or column the ids were read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+    /// Leaf hashes, concatenated (base64 in JSON): needed to say *which*
+    /// record changed, not only that one did.
+    #[serde(with = "b64")]
+    pub leaves: Vec<u8>,
+    /// Record ids (empty when no record has one, else one per record).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<Option<String>>,
+}
+
+impl RecordSet {
+    /// Leaf hash of record `i`.
+    pub fn leaf(&self, i: usize) -> Option<&[u8]> {
+        self.leaves.get(i * 32..(i + 1) * 32)
+    }
+
+    /// Id of record `i`, if known.
+    pub fn id(&self, i: usize) -> Option<&str> {
+        self.ids.get(i).and_then(|x| x.as_deref())
+    }
+
+    fn from_digests(r: RecordDigests, id_field: &str) -> Self {
+        let has_ids = r.ids.iter().any(Option::is_some);
+        Self {
+            format: r.format,
+            count: r.count() as u64,
+            root: String::new(),
+            header: r.header.map(hex::encode),
+            id_field: has_ids.then(|| id_field.to_owned()),
+            leaves: r.leaves,
+            ids: if has_ids { r.ids } else { Vec::new() },
+        }
+    }
+}
+
+/// One file of the dataset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    /// Path relative to the dataset root, `/`-separated.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Digest (hex) of the whole file.
+    pub digest: String,
+    /// Per-record digests, for record-level manifests of known formats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<RecordSet>,
+}
+
+/// A dataset manifest: every file's digest (and optionally every record's),
+/// a Merkle root over them, metadata and lineage.
+///
+/// A value of this type that came from [`Manifest::from_json_slice`],
+/// [`Manifest::load`] or [`create_manifest`] is internally consistent: paths
+/// are safe and unique, and every root matches what it summarises.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`MANIFEST_SCHEMA`].
+    pub schema: String,
+    /// Digest algorithm of every digest in the manifest.
+    pub algorithm: Algorithm,
+    /// Merkle root (hex) over the file entries: the dataset's identity,
+    /// independent of metadata, used as a parent in lineage.
+    pub root: String,
+    /// Where the data came from.
+    #[serde(default)]
+    pub metadata: Metadata,
+    /// How it was derived, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
+    /// Files, sorted by path.
+    pub files: Vec<FileEntry>,
+}
+
+/// What [`create_manifest`] hashes and records.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Per-record digests for JSONL, CSV and NPY files.
+    pub records: bool,
+    /// Digest algorithm (BLAKE3 unless set).
+    pub algorithm: Algorithm,
+    /// JSON field or CSV column with record ids (`id` when None).
+    pub id_field: Option<String>,
+    /// Dataset metadata.
+    pub metadata: Metadata,
+    /// Lineage, if the dataset was derived from others.
+    pub lineage: Option<Lineage>,
+    /// Files under the root that are not part of the dataset (e.g. the
+    /// manifest itself), absolute or relative to the current directory.
+    pub exclude: Vec<PathBuf>,
+}
+
+/// Hash the dataset under `root` into a manifest.
+///
+/// Files are hashed in parallel, large ones memory-mapped; a symlink that
+/// leaves the root is an error, not something to hash.
+pub fn create_manifest(root: &Path, opts: &CreateOptions) -> Result<Manifest> {
+    let span =
+        tracing::info_span!("create_manifest", root = %root.display(), records = opts.records);
+    let _g = span.enter();
+    let croot = canonical_root(root)?;
+    let ignore = canonical_list(&opts.exclude);
+    let w = walk(&croot, &ignore)?;
+    if let Some((rel, target)) = w.escapes.iter().next() {
+        return Err(Error::data(format!(
+            "{}: symlink to {} escapes the dataset root; refusing to follow it",
+            root.join(rel).display(),
+            target.display()
+        )));
+    }
+    let id_field = opts.id_field.as_deref().unwrap_or(DEFAULT_ID_FIELD);
+    let files: Vec<(&String, &PathBuf)> = w.files.iter().map(|(r, f)| (r, &f.abs)).collect();
+    let mut entries = files
+        .par_iter()
+        .map(|(rel, abs)| {
+            let fmt = if opts.records {
+                RecordFormat::from_path(rel)
+            } else {
+                None
+            };
+            hash_entry(opts.algorithm, rel, abs, fmt, id_field)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut m = Manifest {
+        schema: MANIFEST_SCHEMA.into(),
+        algorithm: opts.algorithm,
+        root: String::new(),
+        metadata: opts.metadata.clone(),
+        lineage: opts.lineage.clone(),
+        files: entries,
+    };
+    m.root = hex::encode(m.compute_root());
+    if let Some(l) = &m.lineage {
+        check_lineage(l).map_err(|msg| Error::param("lineage", msg))?;
+    }
+    tracing::info!(files = m.files.len(), root = %m.root, "manifest created");
+    Ok(m)
+}
+
+/// Canonical forms of the paths that exist (others cannot be under the root).
+pub(crate) fn canonical_list(paths: &[PathBuf]) -> Vec<PathBuf> {
+    paths.iter().filter_map(|p| p.canonicalize().ok()).collect()
+}
+
+/// Hash one file into an entry. `fmt` asks for record digests.
+pub(crate) fn hash_entry(
+    alg: Algorithm,
+    rel: &str,
+    abs: &Path,
+    fmt: Option<RecordFormat>,
+    id_field: &str,
+) -> Result<FileEntry> {
+    let bytes = FileBytes::open(abs)?;
+    let data = bytes.as_slice();
+    let digest = with_digest!(alg, D => digest_bytes::<D>(data));
+    let records = match fmt {
+        None => None,
+        Some(f) => match with_digest!(alg, D => record_set::<D>(data, f, id_field)) {
+            Ok(r) => Some(r),
+            Err(msg) => {
+                tracing::warn!(path = rel, "no record digests: {msg}");
+                None
+            }
+        },
+    };
+    Ok(FileEntry {
+        path: rel.to_owned(),
+        size: data.len() as u64,
+        digest: hex::encode(digest),
+        records,
+    })
+}
+
+/// Record digests of `data` as a [`RecordSet`] with its root filled in.
+pub(crate) fn record_set<D: StreamDigest>(
+    data: &[u8],
+    f: RecordFormat,
+    id_field: &str,
+) -> std::result::Result<RecordSet, String> {
+    let r = record_digests::<D>(data, f, id_field)?;
+    let root = merkle_root::<D>(&r.leaves);
+    let mut rs = RecordSet::from_digests(r, id_field);
+    rs.root = hex::encode(root);
+    Ok(rs)
+}
+
+/// A file's bytes: memory-mapped when large (no copy, bounded heap for
+/// files of any size), read when small (a map costs more than a read there).
+pub(crate) enum FileBytes {
+    /// A read-only memory map.
+    Map(memmap2::Mmap),
+    /// A small file read into memory.
+    Owned(Vec<u8>),
+}
+
+/// Files below this size are read rather than mapped.
+const MMAP_MIN: u64 = 64 * 1024;
+
+impl FileBytes {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < MMAP_MIN {
+            let mut v = Vec::with_capacity(len as usize);
+            f.read_to_end(&mut v).map_err(|e| Error::io(path, e))?;
+            return Ok(FileBytes::Owned(v));
+        }
+        map(&f).map(FileBytes::Map).map_err(|e| Error::io(path, e))
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            FileBytes::Map(m) => m,
+            FileBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// The one `unsafe` block of the crate.
+#[allow(unsafe_code)]
+fn map(f: &File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: the map is read-only and private to this process. If another
+    // process truncates the file while it is mapped, reading the lost pages
+    // raises SIGBUS (the process dies; no wrong digest is ever produced).
+    // Modifying it in place changes the bytes being hashed, exactly as a
+    // concurrent write would with read(2); the digest then mismatches.
+    unsafe { memmap2::MmapOptions::new().map(f) }
+}
+
+fn check_lineage(l: &Lineage) -> std::result::Result<(), String> {
+    if l.step.trim().is_empty() {
+        return Err("lineage step is empty".into());
+    }
+    for p in &l.parents {
+        if p.is_empty() || hex::decode(p).is_err() {
+            return Err(format!("lineage parent {p:?} is not a hex digest"));
+        }
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// Parse and check a manifest from JSON bytes. Never panics, whatever
+    /// the bytes; errors name the field at fault.
+    pub fn from_json_slice(bytes: &[u8]) -> Result<Self> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| json_error(None, &e))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Check a manifest built or deserialized by other means: schema, path
+    /// safety, no duplicate paths, digest lengths, and that every root
+    /// matches what it summarises.
+    pub fn validate(&self) -> Result<()> {
+        let err =
+            |field: String, msg: String| Error::parse(Location::default().at_field(field), msg);
+        if self.schema != MANIFEST_SCHEMA {
+            return Err(err(
+                "schema".into(),
+                format!("expected {MANIFEST_SCHEMA:?}, got {:?}", self.schema),
+            ));
+        }
+        let w = self.algorithm.output_len();
+        let mut seen = BTreeSet::new();
+        for (i, f) in self.files.iter().enumerate() {
+            check_rel_path(&f.path).map_err(|m| err(format!("files[{i}].path"), m))?;
+            if !seen.insert(f.path.as_str()) {
+                return Err(err(
+                    format!("files[{i}].path"),
+                    format!("duplicate entry {:?}", f.path),
+                ));
+            }
+            check_hex(&f.digest, w).map_err(|m| err(format!("files[{i}].digest"), m))?;
+            if let Some(r) = &f.records {
+                let field = |s: &str| format!("files[{i}].records.{s}");
+                let n = usize::try_from(r.count)
+                    .map_err(|_| err(field("count"), "too large".into()))?;
+                if r.leaves.len() != n.saturating_mul(w) || n.checked_mul(w).is_none() {
+                    return Err(err(
+                        field("leaves"),
+                        format!("{} bytes of leaves for {n} records", r.leaves.len()),
+                    ));
+                }
+                if !r.ids.is_empty() && r.ids.len() != n {
+                    return Err(err(
+                        field("ids"),
+                        format!("{} ids for {n} records", r.ids.len()),
+                    ));
+                }
+                check_hex(&r.root, w).map_err(|m| err(field("root"), m))?;
+                if let Some(h) = &r.header {
+                    check_hex(h, w).map_err(|m| err(field("header"), m))?;
+                }
+                let root = with_digest!(self.algorithm, D => merkle_root::<D>(&r.leaves));
+                if hex::encode(root) != r.root {
+                    return Err(err(
+                        field("root"),
+                        "does not match the record leaves".into(),
+                    ));
+                }
+            }
+        }
+        if self.files.windows(2).any(|p| p[0].path > p[1].path) {
+            return Err(err("files".into(), "entries are not sorted by path".into()));
+        }
+        check_hex(&self.root, w).map_err(|m| err("root".into(), m))?;
+        if hex::encode(self.compute_root()) != self.root {
+            return Err(err("root".into(), "does not match the file entries".into()));
+        }
+        if let Some(l) = &self.lineage {
+            check_lineage(l).map_err(|m| err("lineage".into(), m))?;
+        }
+        Ok(())
+    }
+
+    /// The Merkle root over the file entries, as bytes. Each leaf encodes the
+    /// path, size, digest and record summary with length prefixes, so no two
+    /// different entries encode alike.
+    pub fn compute_root(&self) -> Vec<u8> {
+        with_digest!(self.algorithm, D => {
+            let leaves: Vec<u8> = self.files.iter().flat_map(|f| leaf_hash::<D>(&entry_bytes(f)).to_vec()).collect();
+            merkle_root::<D>(&leaves)
+        })
+    }
+
+    /// Total number of records over record-level entries.
+    pub fn record_count(&self) -> u64 {
+        self.files
+            .iter()
+            .filter_map(|f| f.records.as_ref())
+            .map(|r| r.count)
+            .sum()
+    }
+
+    /// The entry for `path`.
+    pub fn file(&self, path: &str) -> Option<&FileEntry> {
+        self.files
+            .binary_search_by(|f| f.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.files[i])
+    }
+
+    /// Serialize as pretty JSON.
+    pub fn to_json_vec(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::data(format!("serializing manifest: {e}")))
+    }
+
+    /// Write to `path` atomically (temp file + rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        mithridate_core::io::atomic::write_atomic(path, |w| {
+            serde_json::to_writer_pretty(&mut *w, self).map_err(std::io::Error::other)?;
+            w.write_all(b"\n")
+        })
+    }
+
+    /// Read and check a plain manifest file (see [`crate::load_any`] for
+    /// files that may be signed envelopes).
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| json_error(Some(path), &e))?;
+        m.validate().map_err(|e| relocate(e, path))?;
+        Ok(m)
+    }
+}
+
+/// Put `path` into a location-less parse error.
+pub(crate) fn relocate(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Parse { mut loc, msg } => {
+            loc.path = Some(path.to_path_buf());
+            Error::Parse { loc, msg }
+        }
+        other => other,
+    }
+}
+
+/// A serde_json error as a located parse error.
+pub(crate) fn json_error(path: Option<&Path>, e: &serde_json::Error) -> Error {
+    let loc = Location {
+        path: path.map(Path::to_path_buf),
+        line: Some(e.line() as u64),
+        field: None,
+    };
+    Error::parse(loc, format!("column {}: {e}", e.column()))
+}
+
+fn check_hex(s: &str, len: usize) -> std::result::Result<(), String> {
+    match hex::decode(s) {
+        Ok(b) if b.len() == len => Ok(()),
+        Ok(b) => Err(format!("digest of {} bytes, expected {len}", b.len())),
+        Err(e) => Err(format!("not hex: {e}")),
+    }
+}
+
+fn entry_bytes(f: &FileEntry) -> Vec<u8> {
+    let mut v = Vec::with_capacity(f.path.len() + 128);
+    v.extend_from_slice(&(f.path.len() as u64).to_le_bytes());
+    v.extend_from_slice(f.path.as_bytes());
+    v.extend_from_slice(&f.size.to_le_bytes());
+    v.extend_from_slice(f.digest.as_bytes());
+    match &f.records {
+        None => v.push(0),
+        Some(r) => {
+            v.push(1);
+            v.extend_from_slice(&r.count.to_le_bytes());
+            v.extend_from_slice(r.root.as_bytes());
+            v.extend_from_slice(r.header.as_deref().unwrap_or("-").as_bytes());
+        }
+    }
+    v
+}
+
+/// Base64 (standard alphabet) for byte fields in JSON.
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(records: bool, alg: Algorithm) -> (tempfile::TempDir, Manifest) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("shards")).unwrap();
+        std::fs::write(d.path().join("shards/a.jsonl"), b"{\"id\":1}\n{\"id\":2}\n").unwrap();
+        std::fs::write(d.path().join("b.csv"), b"id,x\nr1,1\nr2,2\n").unwrap();
+        std::fs::write(d.path().join("README"), b"hello").unwrap();
+        let m = create_manifest(
+            d.path(),
+            &CreateOptions {
+                records,
+                algorithm: alg,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        (d, m)
+    }
+
+    #[test]
+    fn create_then_round_trip() {
+        for alg in [Algorithm::Blake3, Algorithm::Sha256] {
+            let (d, m) = sample(true, alg);
+            assert_eq!(
+                m.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+                ["README", "b.csv", "shards/a.jsonl"]
+            );
+            assert_eq!(m.record_count(), 4);
+            assert!(m.file("README").unwrap().records.is_none());
+            let p = d.path().join("m.json");
+            m.save(&p).unwrap();
+            assert_eq!(Manifest::load(&p).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn root_depends_on_content_not_metadata() {
+        let (d, m) = sample(false, Algorithm::Blake3);
+        let opts = CreateOptions {
+            metadata: Metadata {
+                source: Some("s3://x".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let m2 = create_manifest(d.path(), &opts).unwrap();
+        assert_eq!(m.root, m2.root);
+        std::fs::write(d.path().join("README"), b"hellO").unwrap();
+        assert_ne!(create_manifest(d.path(), &opts).unwrap().root, m.root);
+    }
+
+    #[test]
+    fn load_refuses_unsafe_or_inconsistent_manifests() {
+        let (_d, m) = sample(true, Algorithm::Blake3);
+        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+            (
+                Box::new(|m| m.files[0].path = "../etc/passwd".into()),
+                "traversal",
+            ),
+            (
+                Box::new(|m| m.files[0].path = "/etc/passwd".into()),
+                "absolute",
+            ),
+            (Box::new(|m| m.files[1] = m.files[0].clone()), "duplicate"),
+            (
+                Box::new(|m| m.files[0].digest = "00".into()),
+                "digest of 1 bytes",
+            ),
+            (
+                Box::new(|m| m.root = hex::encode([7u8; 32])),
+                "does not match the file entries",
+            ),
+            (
+                Box::new(|m| m.files[2].records.as_mut().unwrap().leaves[0] ^= 1),
+                "does not match the record leaves",
+            ),
+            (Box::new(|m| m.schema = "x".into()), "schema"),
+        ];
+        for (edit, want) in cases {
+            let mut bad = m.clone();
+            edit(&mut bad);
+            let bytes = serde_json::to_vec(&bad).unwrap();
+            let e = Manifest::from_json_slice(&bytes).unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn from_json_slice_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = Manifest::from_json_slice(&bytes);
+        }
+
+        #[test]
+        fn from_json_slice_never_panics_on_mutated_manifests(pos in 0usize..2000, byte in any::<u8>()) {
+            let m = Manifest {
+                schema: MANIFEST_SCHEMA.into(), algorithm: Algorithm::Blake3, root: hex::encode([1u8; 32]),
+                metadata: Metadata::default(), lineage: None,
+                files: vec![FileEntry { path: "a.jsonl".into(), size: 3, digest: hex::encode([2u8; 32]),
+                    records: Some(RecordSet { format: RecordFormat::Jsonl, count: 1, root: hex::encode([3u8; 32]),
+                        header: None, id_field: None, leaves: vec![4u8; 32], ids: vec![] }) }],
+            };
+            let mut bytes = serde_json::to_vec(&m).unwrap();
+            let i = pos % bytes.len();
+            bytes[i] = byte;
+            let _ = Manifest::from_json_slice(&bytes);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! Splitting a file's bytes into records and hashing each one.
+//!
+//! A record is the unit a poisoner edits: a JSONL line, a CSV data row, an NPY
+//! row. Each gets a Merkle leaf hash over its exact bytes (no parsing, no
+//! normalisation: a changed byte is a changed record), and, where the format
+//! has one, an id for the report. Splitting works on byte slices so it can run
+//! on a memory map and on fuzzer input alike, and never panics on any input.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::hash::{leaf_hash, StreamDigest};
+
+/// Record formats with per-record digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// One record per line (`.jsonl`, `.ndjson`); the id is the top-level
+    /// id field of the object when present.
+    Jsonl,
+    /// One record per data row after the header (`.csv`); quoted newlines stay
+    /// inside their row; the id is the id column when the header has one.
+    Csv,
+    /// One record per row of a C-order `.npy` array; the id is the row index.
+    Npy,
+}
+
+impl RecordFormat {
+    /// The format implied by a file name's extension, if any.
+    pub fn from_path(path: &str) -> Option<Self> {
+        let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())?;
+        match ext.as_str() {
+            "jsonl" | "ndjson" => Some(RecordFormat::Jsonl),
+            "csv" => Some(RecordFormat::Csv),
+            "npy" => Some(RecordFormat::Npy),
+            _ => None,
+        }
+    }
+}
+
+/// Per-record digests of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordDigests {
+    /// The format the file was split as.
+    pub format: RecordFormat,
+    /// Leaf hashes, concatenated (32 bytes each).
+    pub leaves: Vec<u8>,
+    /// Record ids, one per record (None when the record has none).
+    pub ids: Vec<Option<String>>,
+    /// Leaf hash of the header (CSV header row, NPY header), if the format has one.
+    pub header: Option<Vec<u8>>,
+}
+
+impl RecordDigests {
+    /// Number of records.
+    pub fn count(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// Split `bytes` as `format` and hash every record with `D`. `id_field` names
+/// the JSON field or CSV column holding record ids.
+///
+/// Only an NPY file can fail (its header must parse and be C-order): a
+/// JSONL or CSV file always splits, because records are hashed as bytes.
+pub fn record_digests<D: StreamDigest>(
+    bytes: &[u8],
+    format: RecordFormat,
+    id_field: &str,
+) -> Result<RecordDigests, String> {
+    match format {
+        RecordFormat::Jsonl => Ok(jsonl::<D>(bytes, id_field)),
+        RecordFormat::Csv => Ok(csv::<D>(bytes, id_field)),
+        RecordFormat::Npy => npy::<D>(bytes),
+    }
+}
+
+/// Chunk size for parallel line splitting: large enough that the per-chunk
+/// overhead vanishes, small enough to keep both cores busy on one shard.
+const CHUNK: usize = 4 << 20;
+
+fn jsonl<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
+    // JSON strings cannot hold a raw newline, so any '\n' is a record
+    // boundary and chunks can be cut at the first newline after each mark.
+    let mut cuts = vec![0usize];
+    let mut at = CHUNK;
+    while at < bytes.len() {
+        match find_newline(&bytes[at..]) {
+            Some(i) => {
+                let cut = at + i + 1;
+                if cut < bytes.len() {
+                    cuts.push(cut);
+                }
+                at = cut + CHUNK;
+            }
+            None => break,
+        }
+    }
+    cuts.push(bytes.len());
+    let parts: Vec<(Vec<u8>, Vec<Option<String>>)> = cuts
+        .par_windows(2)
+        .map(|w| {
+            let chunk = &bytes[w[0]..w[1]];
+            let mut leaves = Vec::with_capacity(chunk.len() / 16);
+            let mut ids = Vec::new();
+            for line in lines(chunk) {
+                leaves.extend_from_slice(&leaf_hash::<D>(line));
+                ids.push(json_top_level_id(line, id_field));
+            }
+            (leaves, ids)
+        })
+        .collect();
+    let mut out = RecordDigests {
+        format: RecordFormat::Jsonl,
+        leaves: Vec::new(),
+        ids: Vec::new(),
+        header: None,
+    };
+    for (l, i) in parts {
+        out.leaves.extend_from_slice(&l);
+        out.ids.extend(i);
+    }
+    out
+}
+
+/// Lines of `bytes` without their '\n'; a final line without a newline is a
+/// line, a final newline does not start an empty one.
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        match find_newline(rest) {
+            Some(i) => {
+                let line = &rest[..i];
+                rest = &rest[i + 1..];
+                Some(line)
+            }
+            None => {
+                let line = rest;
+                rest = &[];
+                Some(line)
+            }
+        }
+    })
+}
+
+/// Position of the first '\n', eight bytes at a time (SWAR): line splitting
+/// must keep up with BLAKE3, which a byte loop does not.
+fn find_newline(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w) ^ NL;
+        if (x.wrapping_sub(LO) & !x & HI) != 0 {
+            return c.iter().position(|&b| b == b'\n').map(|i| base + i);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| base + i)
+}
+
+/// The value of top-level key `field` of a JSON object line, if it is a
+/// string or a number. A fast scan, not a validating parse: ids only label
+/// records in reports, the digests are what is verified, and usually the id
+/// is the first key so the scan stops after a few bytes.
+pub fn json_top_level_id(line: &[u8], field: &str) -> Option<String> {
+    let mut p = Scan { b: line, i: 0 };
+    p.ws();
+    p.eat(b'{')?;
+    loop {
+        p.ws();
+        if p.peek()? == b'}' {
+            return None;
+        }
+        let (ks, ke) = p.string()?;
+        let key = &line[ks + 1..ke - 1];
+        p.ws();
+        p.eat(b':')?;
+        p.ws();
+        if key == field.as_bytes() {
+            return match p.peek()? {
+                b'"' => {
+                    let (s, e) = p.string()?;
+                    serde_json::from_slice::<String>(&line[s..e]).ok()
+                }
+                b'-' | b'0'..=b'9' => {
+                    let s = p.i;
+                    while matches!(
+                        p.peek(),
+                        Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    ) {
+                        p.i += 1;
+                    }
+                    std::str::from_utf8(&line[s..p.i]).ok().map(str::to_owned)
+                }
+                _ => None,
+            };
+        }
+        p.skip_value()?;
+        p.ws();
+        match p.peek()? {
+            b',' => p.i += 1,
+            _ => return None,
+        }
+    }
+}
+
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.i += 1;
+        }
+    }
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+    /// A string starting at the cursor; returns its span including quotes.
+    fn string(&mut self) -> Option<(usize, usize)> {
+        let s = self.i;
+        self.eat(b'"')?;
+        loop {
+            match self.peek()? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    self.i += 1;
+                    return Some((s, self.i));
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+    fn skip_value(&mut self) -> Option<()> {
+        let mut depth = 0usize;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.string()?;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    self.i += 1;
+                }
+                b'}' | b']' => {
+                    if depth == 0 {
+                        return Some(());
+                    }
+                    depth -= 1;
+                    self.i += 1;
+                }
+                b',' if depth == 0 => return Some(()),
+                _ => self.i += 1,
+            }
+            if depth == 0 && matches!(self.peek(), Some(b',' | b'}')) {
+                return Some(());
+            }
+        }
+    }
+}
+
+fn csv<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
+    // Quotes decide where a row ends, so boundaries are found in one
+    // sequential pass; hashing the rows is then parallel.
+    let mut rows: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => {
+                rows.push((start, i));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < bytes.len() {
+        rows.push((start, bytes.len()));
+    }
+    let mut out = RecordDigests {
+        format: RecordFormat::Csv,
+        leaves: Vec::new(),
+        ids: Vec::new(),
+        header: None,
+    };
+    let Some((&(hs, he), data)) = rows.split_first() else {
+        return out;
+    };
+    let header = &bytes[hs..he];
+    out.header = Some(leaf_hash::<D>(header).to_vec());
+    let id_col = csv_fields(header).iter().position(|f| f.trim() == id_field);
+    let parts: Vec<(Vec<u8>, Option<String>)> = data
+        .par_iter()
+        .map(|&(s, e)| {
+            let row = &bytes[s..e];
+            let id = id_col
+                .and_then(|c| csv_fields(row).into_iter().nth(c))
+                .map(|f| f.trim().to_owned());
+            (leaf_hash::<D>(row).to_vec(), id)
+        })
+        .collect();
+    for (l, id) in parts {
+        out.leaves.extend_from_slice(&l);
+        out.ids.push(id);
+    }
+    out
+}
+
+/// Fields of one CSV row (RFC 4180 quoting, `""` inside quotes is a quote).
+fn csv_fields(row: &[u8]) -> Vec<String> {
+    let row = row.strip_suffix(b"\r").unwrap_or(row);
+    let mut fields = Vec::new();
+    let mut cur = Vec::new();
+    let mut quoted = false;
+    let mut i = 0;
+    while i < row.len() {
+        let b = row[i];
+        match (quoted, b) {
+            (true, b'"') if row.get(i + 1) == Some(&b'"') => {
+                cur.push(b'"');
+                i += 1;
+            }
+            (_, b'"') => quoted = !quoted,
+            (false, b',') => {
+                fields.push(String::from_utf8_lossy(&std::mem::take(&mut cur)).into_owned())
+            }
+            _ => cur.push(b),
+        }
+        i += 1;
+    }
+    fields.push(String::from_utf8_lossy(&cur).into_owned());
+    fields
+}
+
+fn npy<D: StreamDigest>(bytes: &[u8]) -> Result<RecordDigests, String> {
+    let loc = mithridate_core::Location::default();
+    let head = &bytes[..bytes.len().min((1 << 20) + 12)];
+    let h = mithridate_core::io::npy::parse_header(head, bytes.len() as u64, &loc)
+        .map_err(|e| e.to_string())?;
+    if h.fortran_order {
+        return Err(
+            "Fortran-order NPY rows are not contiguous; only C order has record digests".into(),
+        );
+    }
+    let data = bytes
+        .get(h.data_offset..)
+        .ok_or("NPY data offset beyond end of file")?;
+    let rows = h.shape.first().copied().unwrap_or(1);
+    let mut out = RecordDigests {
+        format: RecordFormat::Npy,
+        leaves: Vec::new(),
+        ids: Vec::new(),
+        header: Some(leaf_hash::<D>(&bytes[..h.data_offset]).to_vec()),
+    };
+    if rows == 0 {
+        return Ok(out);
+    }
+    let row_len = data.len() / rows;
+    if row_len == 0 || row_len * rows != data.len() {
+        return Err(format!(
+            "NPY data of {} bytes does not divide into {rows} rows",
+            data.len()
+        ));
+    }
+    let leaves: Vec<Vec<u8>> = data
+        .par_chunks(row_len)
+        .map(|r| leaf_hash::<D>(r).to_vec())
+        .collect();
+    out.leaves = leaves.concat();
+    out.ids = vec![None; rows];
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    type B = crate::hash::Blake3;
+
+    #[test]
+    fn jsonl_lines_ids_and_framing() {
+        let text = b"{\"id\": \"a\", \"x\": 1}\n{\"x\": {\"id\": 9}, \"id\": 7}\n\n{\"y\":2}";
+        let r = record_digests::<B>(text, RecordFormat::Jsonl, "id").unwrap();
+        assert_eq!(r.count(), 4);
+        assert_eq!(r.ids, vec![Some("a".into()), Some("7".into()), None, None]);
+        assert_eq!(
+            &r.leaves[..32],
+            leaf_hash::<B>(b"{\"id\": \"a\", \"x\": 1}").as_slice()
+        );
+        let with_final = record_digests::<B>(b"a\nb\n", RecordFormat::Jsonl, "id").unwrap();
+        assert_eq!(with_final.count(), 2);
+    }
+
+    #[test]
+    fn jsonl_chunked_equals_serial() {
+        let mut text = Vec::new();
+        for i in 0..60_000 {
+            text.extend_from_slice(
+                format!("{{\"id\":{i},\"text\":\"{}\"}}\n", "z".repeat(i % 300)).as_bytes(),
+            );
+        }
+        assert!(text.len() > 2 * CHUNK);
+        let r = record_digests::<B>(&text, RecordFormat::Jsonl, "id").unwrap();
+        assert_eq!(r.count(), 60_000);
+        assert_eq!(r.ids[59_999].as_deref(), Some("59999"));
+        let serial: Vec<u8> = lines(&text)
+            .flat_map(|l| leaf_hash::<B>(l).to_vec())
+            .collect();
+        assert_eq!(r.leaves, serial);
+    }
+
+    #[test]
+    fn csv_rows_respect_quotes_and_find_id_column() {
+        let text = b"label,id,text\n1,r1,\"two\nlines\"\n0,\"r,2\",plain\r\n";
+        let r = record_digests::<B>(text, RecordFormat::Csv, "id").unwrap();
+        assert_eq!(r.count(), 2);
+        assert_eq!(r.ids, vec![Some("r1".into()), Some("r,2".into())]);
+        assert!(r.header.is_some());
+    }
+
+    #[test]
+    fn npy_rows() {
+        let a = ndarray::Array2::<f32>::from_shape_fn((5, 3), |(i, j)| (i * 3 + j) as f32);
+        let bytes = mithridate_core::io::npy::npy_bytes_f32(&a);
+        let r = record_digests::<B>(&bytes, RecordFormat::Npy, "id").unwrap();
+        assert_eq!(r.count(), 5);
+        assert!(record_digests::<B>(b"not npy", RecordFormat::Npy, "id").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn splitting_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), fmt in 0u8..3) {
+            let f = [RecordFormat::Jsonl, RecordFormat::Csv, RecordFormat::Npy][fmt as usize];
+            if let Ok(r) = record_digests::<B>(&bytes, f, "id") {
+                prop_assert_eq!(r.leaves.len(), 32 * r.count());
+            }
+            let _ = json_top_level_id(&bytes, "id");
+        }
+
+        #[test]
+        fn find_newline_matches_naive(bytes in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..100)) {
+            prop_assert_eq!(find_newline(&bytes), bytes.iter().position(|&b| b == b'\n'));
+        }
+    }
+}
