@@ -2,3 +2,4 @@
 pub mod registry;
 pub mod scan;
 pub mod token;
+pub mod honeypot;
