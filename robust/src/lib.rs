@@ -1,3 +1,5 @@
 //! mithridate robust layer.
 pub mod aggregate;
 pub mod dp;
+pub mod dpsgd;
+pub mod mlp;
