@@ -4,7 +4,7 @@
 //! a token that the scanner recognises and traces back to the planting.
 
 use std::collections::HashSet;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
