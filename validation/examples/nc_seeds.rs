@@ -37,6 +37,7 @@ fn main() -> Result<(), mithridate_core::Error> {
         if let Some(v) = env("NC_INIT") { p.initial_mask = v as f32; }
         if let Some(v) = env("NC_RESTARTS") { p.restarts = v as usize; }
         if let Some(v) = env("NC_SAMPLES") { p.samples = v as usize; }
+        if let Some(v) = env("NC_REF") { p.reference = v > 0.0; }
         let scan = TriggerScan::new().with_params(p);
         let (_, s_bd) = scan.evaluate(&bd, &holdout, seed)?;
         let (_, s_cl) = scan.evaluate(&clean, &holdout, seed)?;
@@ -49,6 +50,7 @@ fn main() -> Result<(), mithridate_core::Error> {
             s_cl.suspected,
             t0.elapsed().as_secs_f64()
         );
+        println!("   bd ref [{}] cl ref [{}]", fmt(&s_bd.reference_l1), fmt(&s_cl.reference_l1));
         println!("   bd l1 [{}] ai [{}] strip [{}]", fmt(&s_bd.triggers.iter().map(|t| t.mask_l1).collect::<Vec<_>>()), fmt(&s_bd.anomaly_index), fmt(&s_bd.strip_detect_rate));
         println!("   cl l1 [{}] ai [{}] strip [{}]", fmt(&s_cl.triggers.iter().map(|t| t.mask_l1).collect::<Vec<_>>()), fmt(&s_cl.anomaly_index), fmt(&s_cl.strip_detect_rate));
         bd_fail += usize::from(o_bd.report.verdict == mithridate_core::Verdict::Fail);

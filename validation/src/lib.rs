@@ -35,13 +35,17 @@
 pub mod digest;
 pub mod holdout;
 pub mod junit;
+pub mod llm;
 pub mod metrics;
+pub mod predictor;
 pub mod scan;
 pub mod triggers;
 
 pub use digest::HoldoutManifest;
 pub use holdout::HoldoutGate;
 pub use junit::{junit_xml, Check, Outcome};
+pub use llm::{LlmProbes, ProbeSuite};
 pub use metrics::{Baseline, Metrics};
+pub use predictor::{ChatPredictor, CommandPredictor, ExternalOptions, HttpPredictor};
 pub use scan::{ScanParams, Strip, TriggerScan};
 pub use triggers::{AsrResult, TriggerSpec, TriggerSuite, TriggerTest, DEFAULT_MAX_ASR};

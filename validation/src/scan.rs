@@ -42,6 +42,12 @@ pub struct ScanParams {
     pub initial_mask: f32,
     /// Independent restarts per class; the smallest successful mask is kept.
     pub restarts: usize,
+    /// Compare with a reference: a softmax regression trained on the clean
+    /// holdout and scanned the same way. The anomaly index is then taken over
+    /// `ln(mask L1 of the model / mask L1 of the reference)`, which cancels
+    /// how easy each class is to reach by nature (on small images some
+    /// classes need few pixels whatever the training data was).
+    pub reference: bool,
     /// Attack success rate a candidate trigger must reach to count.
     pub target_asr: f64,
     /// Inputs used per class (holdout inputs of other classes, sampled).
@@ -57,11 +63,12 @@ pub struct ScanParams {
 impl Default for ScanParams {
     fn default() -> Self {
         Self {
-            steps: 300,
-            learning_rate: 0.1,
+            steps: 1000,
+            learning_rate: 0.05,
             initial_cost: 1e-3,
-            initial_mask: 0.1,
+            initial_mask: 0.02,
             restarts: 1,
+            reference: true,
             target_asr: 0.99,
             samples: 200,
             anomaly_threshold: 2.0,
@@ -305,6 +312,8 @@ impl Strip {
 pub struct ScanResult {
     /// One per class, in class order.
     pub triggers: Vec<RecoveredTrigger>,
+    /// Mask L1 per class of the reference model (empty without a reference).
+    pub reference_l1: Vec<f64>,
     /// Anomaly index per class.
     pub anomaly_index: Vec<f64>,
     /// Classes flagged (small-side outliers above the threshold).
@@ -313,6 +322,34 @@ pub struct ScanResult {
     pub strip_detect_rate: Vec<f64>,
     /// STRIP entropy threshold.
     pub strip_threshold: f64,
+}
+
+/// Neural Cleanse over every class of `model`, with holdout inputs of the other classes.
+fn cleanse(model: &dyn Classifier, holdout: &Dataset, bounds: (&Array1<f32>, &Array1<f32>), params: &ScanParams, seed: u64, init_seed: u64) -> Result<Vec<RecoveredTrigger>> {
+    let x = holdout.require_features("trigger scan")?;
+    let y = holdout.require_labels("trigger scan")?;
+    let (lo, hi) = bounds;
+    let k = model.n_classes();
+    let mut triggers = Vec::with_capacity(k);
+    for t in 0..k as u32 {
+        let idx: Vec<usize> = (0..holdout.len()).filter(|&i| y[i] != t).collect();
+        let order = mithridate_core::attack::shuffled(idx.len(), derive_seed(seed, &format!("scan/{t}")));
+        let sel: Vec<usize> = order.into_iter().take(params.samples).map(|j| idx[j]).collect();
+        if sel.is_empty() {
+            return Err(Error::data(format!("no holdout input outside class {t}")));
+        }
+        let xs = x.select(Axis(0), &sel);
+        let mut best: Option<RecoveredTrigger> = None;
+        for r in 0..params.restarts {
+            let cand = reverse_engineer(model, xs.view(), t, (lo, hi), params, derive_seed(init_seed, &format!("nc/{t}/{r}")))?;
+            let better = best.as_ref().is_none_or(|b| (cand.asr >= params.target_asr, -cand.mask_l1) > (b.asr >= params.target_asr, -b.mask_l1));
+            if better {
+                best = Some(cand);
+            }
+        }
+        triggers.extend(best);
+    }
+    Ok(triggers)
 }
 
 /// Scan `model` with the inputs of `holdout`.
@@ -328,29 +365,20 @@ pub fn scan(model: &dyn Classifier, holdout: &Dataset, params: &ScanParams, seed
         return Err(Error::data("the anomaly index needs at least three classes"));
     }
     let (lo, hi) = ranges(x.view());
-    let mut triggers = Vec::with_capacity(k);
-    for t in 0..k as u32 {
-        let idx: Vec<usize> = (0..holdout.len()).filter(|&i| y[i] != t).collect();
-        let order = mithridate_core::attack::shuffled(idx.len(), derive_seed(seed, &format!("scan/{t}")));
-        let sel: Vec<usize> = order.into_iter().take(params.samples).map(|j| idx[j]).collect();
-        if sel.is_empty() {
-            return Err(Error::data(format!("no holdout input outside class {t}")));
-        }
-        let xs = x.select(Axis(0), &sel);
-        let mut best: Option<RecoveredTrigger> = None;
-        for r in 0..params.restarts {
-            let cand = reverse_engineer(model, xs.view(), t, (&lo, &hi), params, derive_seed(seed, &format!("nc/{t}/{r}")))?;
-            let better = best.as_ref().is_none_or(|b| (cand.asr >= params.target_asr, -cand.mask_l1) > (b.asr >= params.target_asr, -b.mask_l1));
-            if better {
-                best = Some(cand);
-            }
-        }
-        triggers.extend(best);
-    }
+    let triggers = cleanse(model, holdout, (&lo, &hi), params, seed, seed)?;
     let norms: Vec<f64> = triggers.iter().map(|t| t.mask_l1).collect();
-    let idx = anomaly_index(&norms);
-    let med = median(&norms);
-    let suspected: Vec<u32> = (0..k).filter(|&c| norms[c] < med && idx[c] > params.anomaly_threshold).map(|c| c as u32).collect();
+    let (reference_l1, scores) = if params.reference {
+        let reference = mithridate_core::model::SoftmaxRegression::fit(x.view(), y, k, &mithridate_core::model::SoftmaxParams::default(), derive_seed(seed, "scan/reference"))?;
+        let r = cleanse(&reference, holdout, (&lo, &hi), params, seed, derive_seed(seed, "scan/reference-nc"))?;
+        let rl: Vec<f64> = r.iter().map(|t| t.mask_l1).collect();
+        let sc = norms.iter().zip(&rl).map(|(m, r)| (m.max(1e-9) / r.max(1e-9)).ln()).collect();
+        (rl, sc)
+    } else {
+        (Vec::new(), norms.clone())
+    };
+    let idx = anomaly_index(&scores);
+    let med = median(&scores);
+    let suspected: Vec<u32> = (0..k).filter(|&c| scores[c] < med && idx[c] > params.anomaly_threshold).map(|c| c as u32).collect();
     let strip = Strip::calibrate(model, x.view(), params.strip_blends, params.strip_frr, derive_seed(seed, "strip"))?;
     let probe_n = x.nrows().min(params.samples);
     let mut strip_detect_rate = Vec::with_capacity(k);
@@ -364,7 +392,7 @@ pub fn scan(model: &dyn Classifier, holdout: &Dataset, params: &ScanParams, seed
         let f = strip.flags(model, xs.view());
         strip_detect_rate.push(f.iter().filter(|&&b| b).count() as f64 / f.len().max(1) as f64);
     }
-    Ok(ScanResult { triggers, anomaly_index: idx, suspected, strip_detect_rate, strip_threshold: strip.threshold })
+    Ok(ScanResult { triggers, reference_l1, anomaly_index: idx, suspected, strip_detect_rate, strip_threshold: strip.threshold })
 }
 
 /// An SVG picture of a recovered trigger: the mask (white = 1) beside the
