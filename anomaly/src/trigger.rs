@@ -1,0 +1,466 @@
+//! Trigger mining on numeric features (pixels): find value patterns that are
+//! rare, shared exactly by a group of samples, and strongly associated with one
+//! label; then confirm each candidate counterfactually.
+//!
+//! Why exact patterns: a stamped trigger (a BadNets patch, the blended pattern
+//! on a pixel that is otherwise 0) writes the *same* values into every poisoned
+//! sample, while natural images almost never repeat a multi-pixel pattern
+//! exactly unless it is the background. Grouping samples by the exact values in
+//! each small region therefore isolates the poisoned group whatever its
+//! position, without being told where or what the trigger is.
+//!
+//! Why a counterfactual: some natural patterns are also label-specific (the
+//! stroke of a 1). The confirmation hides the candidate region and asks
+//! nearest neighbours among the other samples (a model that never saw the
+//! suspects) whether the label still holds. Poisoned samples flip to their
+//! true class; natural carriers keep their label. The flip rate of the group is
+//! compared with the flip rate of ordinary samples of the same class under the
+//! same masking, so a region that merely carries information does not pass.
+
+use std::collections::BTreeMap;
+
+use mithridate_core::{Dataset, Error, Finding, Result};
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::seq::index::sample;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::detector::{detector_defense, poison_tags, Detector, DetectorOutput, Flag, FlagKind};
+use crate::util::{binom_tail_neg_log10, combine, knn, mix};
+
+/// Parameters of [`FeatureTriggerMining`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FeatureTriggerParams {
+    /// Largest square region side searched on image data (1..=8).
+    pub max_region: usize,
+    /// Fewest samples a trigger group must have.
+    pub min_support: usize,
+    /// A pattern shared by more than this fraction of samples is background.
+    pub max_group_fraction: f64,
+    /// Extra `-log10 p` a group needs beyond the Bonferroni level to be a candidate.
+    pub mine_log10: f64,
+    /// `-log10 p` of the counterfactual flip test needed to confirm a candidate.
+    pub confirm_log10: f64,
+    /// Candidates tested counterfactually.
+    pub max_candidates: usize,
+    /// Neighbours asked in the counterfactual test.
+    pub k: usize,
+    /// A suspect flips when at most this share of its neighbours keep its label.
+    pub flip_max_share: f64,
+    /// When at least this fraction of a confirmed pattern's carriers have the
+    /// target label, the pattern determines the label and every carrier is
+    /// quarantined (not only those that flip).
+    pub pure_fraction: f64,
+}
+
+impl Default for FeatureTriggerParams {
+    fn default() -> Self {
+        Self {
+            max_region: 4,
+            min_support: 3,
+            max_group_fraction: 0.5,
+            mine_log10: 1.0,
+            confirm_log10: 6.0,
+            max_candidates: 24,
+            k: 7,
+            flip_max_share: 0.25,
+            pure_fraction: 0.9,
+        }
+    }
+}
+
+impl FeatureTriggerParams {
+    /// Check every field.
+    pub fn check(&self) -> Result<()> {
+        if !(1..=8).contains(&self.max_region) {
+            return Err(Error::param("max_region", "must be in 1..=8"));
+        }
+        if self.min_support < 2 {
+            return Err(Error::param("min_support", "must be at least 2"));
+        }
+        if !(self.max_group_fraction > 0.0 && self.max_group_fraction <= 1.0) {
+            return Err(Error::param("max_group_fraction", "must be in (0, 1]"));
+        }
+        for (n, v) in [("mine_log10", self.mine_log10), ("confirm_log10", self.confirm_log10)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::param(n, "must be a non-negative finite number"));
+            }
+        }
+        if self.max_candidates == 0 || self.k == 0 {
+            return Err(Error::param("max_candidates/k", "must be at least 1"));
+        }
+        for (n, v) in [("flip_max_share", self.flip_max_share), ("pure_fraction", self.pure_fraction)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::param(n, "must be in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Trigger mining on numeric features, with counterfactual confirmation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeatureTriggerMining {
+    /// Checked parameters.
+    pub params: FeatureTriggerParams,
+}
+
+impl FeatureTriggerMining {
+    /// A detector with checked `params`.
+    pub fn new(params: FeatureTriggerParams) -> Result<Self> {
+        params.check()?;
+        Ok(Self { params })
+    }
+}
+
+/// The side of a square image when `d` is a perfect square of at least 16.
+pub fn image_side(d: usize) -> Option<usize> {
+    let s = (d as f64).sqrt().round() as usize;
+    (s >= 4 && s * s == d).then_some(s)
+}
+
+/// Regions searched: squares on images, single features and adjacent pairs otherwise.
+fn regions(d: usize, max_region: usize) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    match image_side(d) {
+        Some(s) => {
+            for size in 1..=max_region.min(s) {
+                for r in 0..=s - size {
+                    for c in 0..=s - size {
+                        out.push((0..size).flat_map(|dr| (0..size).map(move |dc| (r + dr) * s + c + dc)).collect());
+                    }
+                }
+            }
+        }
+        None => {
+            out.extend((0..d).map(|j| vec![j]));
+            out.extend((1..d).map(|j| vec![j - 1, j]));
+        }
+    }
+    out
+}
+
+fn quantize(v: f32) -> u64 {
+    (f64::from(v) * 1e4).round() as i64 as u64
+}
+
+/// A group of samples sharing one exact pattern, associated with one class.
+#[derive(Debug, Clone)]
+struct Candidate {
+    region: Vec<usize>,
+    pattern: Vec<f32>,
+    class: u32,
+    members: Vec<usize>,
+    carriers: Vec<usize>,
+    score: f64,
+}
+
+impl Candidate {
+    fn purity(&self) -> f64 {
+        self.members.len() as f64 / self.carriers.len().max(1) as f64
+    }
+}
+
+fn mine(x: ArrayView2<'_, f32>, y: &[u32], k: usize, p: &FeatureTriggerParams) -> (Vec<Candidate>, f64) {
+    let n = x.nrows();
+    let mut class_n = vec![0usize; k];
+    for &l in y {
+        class_n[l as usize] += 1;
+    }
+    let base: Vec<f64> = class_n.iter().map(|&c| c as f64 / n.max(1) as f64).collect();
+    let max_group = (p.max_group_fraction * n as f64) as usize;
+    let regs = regions(x.ncols(), p.max_region);
+    let per_region: Vec<(Vec<Candidate>, usize)> = regs
+        .par_iter()
+        .map(|reg| {
+            let mut keyed: Vec<(u64, usize)> = (0..n)
+                .map(|i| (reg.iter().fold(mix(reg.len() as u64), |h, &j| combine(h, quantize(x[[i, j]]))), i))
+                .collect();
+            keyed.sort_unstable();
+            let mut out = Vec::new();
+            let mut tests = 0usize;
+            let mut s = 0;
+            while s < n {
+                let mut e = s + 1;
+                while e < n && keyed[e].0 == keyed[s].0 {
+                    e += 1;
+                }
+                let g = e - s;
+                if g >= p.min_support && g <= max_group {
+                    tests += 1;
+                    let mut counts = vec![0usize; k];
+                    for &(_, i) in &keyed[s..e] {
+                        counts[y[i] as usize] += 1;
+                    }
+                    let (c, &o) = counts.iter().enumerate().max_by_key(|(_, &v)| v).unwrap_or((0, &0));
+                    if o >= p.min_support {
+                        let score = binom_tail_neg_log10(o as u64, g as u64, base[c]);
+                        if score > 0.0 {
+                            let i0 = keyed[s].1;
+                            out.push(Candidate {
+                                region: reg.clone(),
+                                pattern: reg.iter().map(|&j| x[[i0, j]]).collect(),
+                                class: c as u32,
+                                members: keyed[s..e].iter().map(|&(_, i)| i).filter(|&i| y[i] as usize == c).collect(),
+                                carriers: keyed[s..e].iter().map(|&(_, i)| i).collect(),
+                                score,
+                            });
+                        }
+                    }
+                }
+                s = e;
+            }
+            (out, tests)
+        })
+        .collect();
+    let tests: usize = per_region.iter().map(|(_, t)| t).sum::<usize>() * k.max(1);
+    let level = (tests.max(1) as f64).log10() + p.mine_log10;
+    let cands = per_region.into_iter().flat_map(|(c, _)| c).filter(|c| c.score >= level).collect();
+    (cands, level)
+}
+
+/// Merge candidates whose members overlap (sub-regions of one patch find the
+/// same samples), keeping the union of regions and members.
+fn merge(mut cands: Vec<Candidate>) -> Vec<Candidate> {
+    let mut merged: Vec<Candidate> = Vec::new();
+    for c in cands.drain(..) {
+        let set: std::collections::HashSet<usize> = c.members.iter().copied().collect();
+        let hit = merged.iter_mut().find(|m| {
+            if m.class != c.class {
+                return false;
+            }
+            let inter = m.members.iter().filter(|i| set.contains(i)).count();
+            let union = m.members.len() + c.members.len() - inter;
+            inter as f64 >= 0.5 * union as f64
+        });
+        match hit {
+            Some(m) => {
+                for (j, v) in c.region.iter().zip(&c.pattern) {
+                    if !m.region.contains(j) {
+                        m.region.push(*j);
+                        m.pattern.push(*v);
+                    }
+                }
+                let mut all: std::collections::BTreeSet<usize> = m.members.iter().copied().collect();
+                all.extend(c.members.iter().copied());
+                m.members = all.into_iter().collect();
+                let mut car: std::collections::BTreeSet<usize> = m.carriers.iter().copied().collect();
+                car.extend(c.carriers.iter().copied());
+                m.carriers = car.into_iter().collect();
+                m.score = m.score.max(c.score);
+            }
+            None => merged.push(c),
+        }
+    }
+    merged
+}
+
+/// Outcome of the counterfactual test of one candidate.
+struct Confirmation {
+    flipped: Vec<usize>,
+    baseline: f64,
+    score: f64,
+}
+
+fn drop_columns(x: ArrayView2<'_, f32>, rows: &[usize], region: &[usize]) -> Array2<f32> {
+    let keep: Vec<usize> = (0..x.ncols()).filter(|j| !region.contains(j)).collect();
+    x.select(Axis(0), rows).select(Axis(1), &keep)
+}
+
+fn confirm(x: ArrayView2<'_, f32>, y: &[u32], c: &Candidate, p: &FeatureTriggerParams, seed: u64) -> Confirmation {
+    let n = x.nrows();
+    let mut in_s = vec![false; n];
+    for &i in &c.members {
+        in_s[i] = true;
+    }
+    let refs: Vec<usize> = (0..n).filter(|&i| !in_s[i]).collect();
+    let rx = drop_columns(x, &refs, &c.region);
+    let ry: Vec<u32> = refs.iter().map(|&i| y[i]).collect();
+    let keep_share = |nb: &[(usize, f32)], label: u32| -> f64 {
+        if nb.is_empty() {
+            return 1.0;
+        }
+        nb.iter().filter(|(j, _)| ry[*j] == label).count() as f64 / nb.len() as f64
+    };
+    let sx = drop_columns(x, &c.members, &c.region);
+    let nn = knn(sx.view(), rx.view(), p.k, false);
+    let flipped: Vec<usize> = c
+        .members
+        .iter()
+        .zip(&nn)
+        .filter(|(_, nb)| keep_share(nb, c.class) <= p.flip_max_share)
+        .map(|(&i, _)| i)
+        .collect();
+    // Baseline: ordinary samples of the class (and of all classes), same masking, leave-one-out.
+    let same: Vec<usize> = (0..refs.len()).filter(|&r| ry[r] == c.class).collect();
+    let mut rng = mithridate_core::rng::seeded(seed);
+    let pick = |pool: &[usize], m: usize, rng: &mut mithridate_core::rng::ChaCha8Rng| -> Vec<usize> {
+        sample(rng, pool.len(), m.min(pool.len())).into_iter().map(|i| pool[i]).collect()
+    };
+    let all: Vec<usize> = (0..refs.len()).collect();
+    let mut rate = |pool: &[usize]| -> f64 {
+        let b = pick(pool, 150, &mut rng);
+        if b.is_empty() {
+            return 0.5;
+        }
+        let bx = rx.select(Axis(0), &b);
+        let nb = knn(bx.view(), rx.view(), p.k + 1, false);
+        let flips = b
+            .iter()
+            .zip(&nb)
+            .filter(|(&r, v)| {
+                let others: Vec<(usize, f32)> = v.iter().copied().filter(|(j, _)| *j != r).take(p.k).collect();
+                keep_share(&others, ry[r]) <= p.flip_max_share
+            })
+            .count();
+        (flips as f64 + 1.0) / (b.len() as f64 + 2.0)
+    };
+    let baseline = rate(&same).max(rate(&all)).max(0.01);
+    let score = binom_tail_neg_log10(flipped.len() as u64, c.members.len() as u64, baseline);
+    Confirmation { flipped, baseline, score }
+}
+
+impl Detector for FeatureTriggerMining {
+    fn name(&self) -> &str {
+        "trigger-mining"
+    }
+
+    fn detect(&self, ds: &Dataset, seed: u64) -> Result<DetectorOutput> {
+        let p = &self.params;
+        p.check()?;
+        let x = ds.require_features("trigger mining")?;
+        let y = ds.require_labels("trigger mining")?;
+        let k = ds.n_classes();
+        let n = ds.len();
+        let mut out = DetectorOutput { detector: self.name().into(), scores: vec![0.0; n], ..Default::default() };
+        if n < 4 * p.min_support || k < 2 {
+            return Ok(out);
+        }
+        let (cands, level) = mine(x.view(), y, k, p);
+        out.metrics.insert("trigger_candidates".into(), cands.len() as f64);
+        // Test the purest groups first (triggers are pure), then the most significant.
+        let mut by_purity = cands.clone();
+        by_purity.sort_by(|a, b| b.purity().total_cmp(&a.purity()).then(b.score.total_cmp(&a.score)));
+        let mut by_score = cands;
+        by_score.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let half = p.max_candidates.div_ceil(2);
+        let chosen: Vec<Candidate> = by_purity.into_iter().take(p.max_candidates).chain(by_score.into_iter().take(half)).collect();
+        let merged_all = merge(chosen);
+        let mut class_n = vec![0usize; k];
+        for &l in y {
+            class_n[l as usize] += 1;
+        }
+        // A group holding most of its class cannot be tested against the rest of
+        // the class (and a trigger that relabels more than half a class is not a
+        // backdoor but a class of its own).
+        let merged: Vec<Candidate> = merged_all
+            .into_iter()
+            .filter(|c| 2 * c.members.len() <= class_n[c.class as usize])
+            .take(p.max_candidates)
+            .collect();
+        let results: Vec<(Candidate, Confirmation)> = merged
+            .into_par_iter()
+            .enumerate()
+            .map(|(ci, c)| {
+                let conf = confirm(x.view(), y, &c, p, mithridate_core::rng::derive_seed(seed, &format!("trigger-{ci}")));
+                (c, conf)
+            })
+            .collect();
+        let medians = crate::util::column_medians(x.view());
+        let mut confirmed = 0usize;
+        let mut flagged: BTreeMap<usize, Flag> = BTreeMap::new();
+        for (c, conf) in results {
+            if conf.score < p.confirm_log10 || conf.flipped.len() < p.min_support {
+                continue;
+            }
+            confirmed += 1;
+            // Report only the pixels the pattern changes from the clean median.
+            let mut pixels: Vec<(usize, f32)> = c
+                .region
+                .iter()
+                .zip(&c.pattern)
+                .filter(|(&j, &v)| (v - medians[j]).abs() > 1e-6)
+                .map(|(&j, &v)| (j, v))
+                .collect();
+            if pixels.is_empty() {
+                pixels = c.region.iter().copied().zip(c.pattern.iter().copied()).collect();
+            }
+            pixels.sort_by_key(|(j, _)| *j);
+            let side = image_side(x.ncols());
+            let trigger = json!({
+                "kind": "feature-pattern",
+                "target": ds.label_name(c.class),
+                "features": pixels.iter().map(|(j, _)| ds.feature_names.get(*j).cloned().unwrap_or_else(|| match side {
+                    Some(s) => format!("pixel_{}_{}", j / s, j % s),
+                    None => format!("feature_{j}"),
+                })).collect::<Vec<_>>(),
+                "indices": pixels.iter().map(|(j, _)| *j).collect::<Vec<_>>(),
+                "values": pixels.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+            });
+            let pure = c.purity() >= p.pure_fraction;
+            let hit: Vec<usize> = if pure { c.members.clone() } else { conf.flipped.clone() };
+            let norm = conf.score / p.confirm_log10.max(1e-9);
+            let msg = format!(
+                "carries a pattern on {} feature(s) that {} of {} carriers share with label {}; hiding it, {} of {} flip to another class (baseline {:.1}%)",
+                pixels.len(),
+                c.members.len(),
+                c.carriers.len(),
+                ds.label_name(c.class),
+                conf.flipped.len(),
+                c.members.len(),
+                conf.baseline * 100.0
+            );
+            for &i in &hit {
+                let f = flagged.entry(i).or_insert_with(|| Flag {
+                    index: i,
+                    score: 0.0,
+                    kind: FlagKind::Trigger,
+                    message: msg.clone(),
+                    trigger: Some(trigger.clone()),
+                });
+                if norm > f.score {
+                    f.score = norm;
+                    f.message.clone_from(&msg);
+                    f.trigger = Some(trigger.clone());
+                }
+                out.scores[i] = out.scores[i].max(norm);
+            }
+            out.findings.push(
+                Finding::new(conf.score, format!("trigger for label {} confirmed: {msg}", ds.label_name(c.class)))
+                    .with_ids(hit.iter().map(|&i| ds.ids[i].clone()).collect())
+                    .with_tags(poison_tags().into_iter().chain([mithridate_core::ThreatTag::atlas_backdoor_model()]))
+                    .with_detail(json!({"trigger": trigger, "mining_log10p": c.score, "mining_level": level,
+                        "carriers": c.carriers.len(), "members": c.members.len(), "flipped": conf.flipped.len(),
+                        "baseline_flip_rate": conf.baseline, "confirm_log10p": conf.score, "pure": pure})),
+            );
+        }
+        out.flags = flagged.into_values().collect();
+        out.metrics.insert("triggers_confirmed".into(), confirmed as f64);
+        out.metrics.insert("trigger_flagged".into(), out.flags.len() as f64);
+        Ok(out)
+    }
+}
+
+detector_defense!(FeatureTriggerMining);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_cover_every_square_position() {
+        assert_eq!(regions(64, 4).len(), 64 + 49 + 36 + 25);
+        assert_eq!(regions(5, 4).len(), 5 + 4);
+        assert_eq!(image_side(64), Some(8));
+        assert_eq!(image_side(10), None);
+    }
+
+    #[test]
+    fn params_are_checked() {
+        assert!(FeatureTriggerParams { max_region: 0, ..Default::default() }.check().is_err());
+        assert!(FeatureTriggerParams { flip_max_share: 2.0, ..Default::default() }.check().is_err());
+        assert!(FeatureTriggerParams::default().check().is_ok());
+    }
+}
