@@ -28,21 +28,13 @@ use serde::{Deserialize, Serialize};
 use mithridate_core::{Error, Result};
 
 use crate::registry::{Honeypot, Registry};
-use crate::token::{hmac, is_body_byte, HoneypotKind, BODY_LEN};
+use crate::token::{hmac, is_body_byte, HoneypotKind};
 
 /// Default chunk size of streaming reads (1 MiB).
 pub const DEFAULT_CHUNK: usize = 1 << 20;
 
 /// Uncompressed files larger than this are cut into ranges scanned in parallel.
 pub const DEFAULT_SPLIT: u64 = 32 << 20;
-
-#[derive(Debug, Clone)]
-enum Pat {
-    /// A token prefix: a candidate is the prefix and `BODY_LEN` body bytes.
-    Prefix(HoneypotKind),
-    /// An exact string, index into `Scanner::exact`.
-    Exact(usize),
-}
 
 /// What a hit is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,8 +126,7 @@ impl ScannerBuilder {
 
     /// Build the scanner.
     pub fn build(self) -> Result<Scanner> {
-        let mut pats: Vec<Pat> = Vec::new();
-        let mut bytes: Vec<Vec<u8>> = Vec::new();
+        let mut kinds: Vec<HoneypotKind> = Vec::new();
         let mut honeypots = Vec::new();
         let mut digest_key = Vec::new();
         let mut index = HashMap::new();
@@ -144,38 +135,46 @@ impl ScannerBuilder {
             digest_key = r.digest_key_bytes()?;
             index = r.digest_index();
             honeypots = r.honeypots.clone();
-            let mut kinds: Vec<HoneypotKind> = r.honeypots.iter().map(|h| h.kind).collect();
+            kinds = r.honeypots.iter().map(|h| h.kind).collect();
             kinds.sort();
             kinds.dedup();
-            for k in kinds {
-                pats.push(Pat::Prefix(k));
-                bytes.push(k.prefix().as_bytes().to_vec());
+            for k in &kinds {
                 max_len = max_len.max(k.token_len());
             }
         }
         let mut exact = Vec::new();
+        let mut exact_bytes = Vec::new();
         for (name, p) in self.exact {
             if p.is_empty() {
                 return Err(Error::param("exact", format!("canary `{name}` is an empty string")));
             }
             max_len = max_len.max(p.len());
-            pats.push(Pat::Exact(exact.len()));
-            bytes.push(p);
+            exact_bytes.push(p);
             exact.push(name);
         }
-        let ac = if bytes.is_empty() {
-            None
-        } else {
+        let build = |pats: &[&[u8]], kind: MatchKind| -> Result<Option<AhoCorasick>> {
+            if pats.is_empty() {
+                return Ok(None);
+            }
             let mut b = AhoCorasick::builder();
-            b.match_kind(MatchKind::Standard);
+            b.match_kind(kind);
             if let Some(k) = self.kind {
                 b.kind(Some(k));
             }
-            Some(b.build(&bytes).map_err(|e| Error::param("patterns", e.to_string()))?)
+            b.build(pats).map(Some).map_err(|e| Error::param("patterns", e.to_string()))
         };
+        // Leftmost-first lets the crate use its SIMD (Teddy) prefilter for the
+        // few prefixes; overlapping candidates are found by restarting one byte
+        // after each candidate. Exact strings need every overlapping match, so
+        // they get a standard-semantics automaton of their own.
+        let prefix_pats: Vec<&[u8]> = kinds.iter().map(|k| k.prefix().as_bytes()).collect();
+        let prefixes = build(&prefix_pats, MatchKind::LeftmostFirst)?;
+        let exact_pats: Vec<&[u8]> = exact_bytes.iter().map(Vec::as_slice).collect();
+        let exact_ac = build(&exact_pats, MatchKind::Standard)?;
         Ok(Scanner {
-            ac,
-            pats,
+            prefixes,
+            kinds,
+            exact_ac,
             digest_key,
             index,
             honeypots,
@@ -206,8 +205,9 @@ enum RawTarget {
 /// Finds registered honeypot tokens and exact canary strings in bytes, streams and files.
 #[derive(Debug, Clone)]
 pub struct Scanner {
-    ac: Option<AhoCorasick>,
-    pats: Vec<Pat>,
+    prefixes: Option<AhoCorasick>,
+    kinds: Vec<HoneypotKind>,
+    exact_ac: Option<AhoCorasick>,
     digest_key: Vec<u8>,
     index: HashMap<[u8; 32], usize>,
     honeypots: Vec<Honeypot>,
@@ -248,40 +248,43 @@ impl Scanner {
     /// was already seen with the previous chunk). Each raw hit carries the
     /// newlines between `buf[0]` and its start.
     fn search(&self, buf: &[u8], base: u64, min_end: usize, out: &mut Vec<Raw>) {
-        let Some(ac) = &self.ac else { return };
-        let mut nl_pos = 0usize;
-        let mut nl: u64 = 0;
-        for m in ac.find_overlapping_iter(buf) {
-            let start = m.start();
-            let (end, target) = match &self.pats[m.pattern().as_usize()] {
-                Pat::Exact(i) => (m.end(), RawTarget::Exact(*i)),
-                Pat::Prefix(kind) => {
-                    let end = start + kind.token_len();
-                    if end > buf.len() || end <= min_end {
-                        continue;
-                    }
-                    let body = &buf[m.end()..end];
-                    if body.len() != BODY_LEN || !body.iter().all(|&b| is_body_byte(b)) {
-                        continue;
-                    }
-                    let d = hmac(&self.digest_key, &[&buf[start..end]]);
-                    match self.index.get(&d) {
-                        Some(&i) if self.honeypots[i].kind == *kind => (end, RawTarget::Honeypot(i)),
-                        _ => continue,
+        let mut found: Vec<(usize, RawTarget)> = Vec::new();
+        if let Some(ac) = &self.prefixes {
+            let mut pos = 0usize;
+            while pos < buf.len() {
+                let Some(m) = ac.find(aho_corasick::Input::new(buf).range(pos..)) else { break };
+                let start = m.start();
+                pos = start + 1;
+                let kind = self.kinds[m.pattern().as_usize()];
+                let end = start + kind.token_len();
+                if end > buf.len() || end <= min_end {
+                    continue;
+                }
+                let body = &buf[m.end()..end];
+                if !body.iter().all(|&b| is_body_byte(b)) {
+                    continue;
+                }
+                let d = hmac(&self.digest_key, &[&buf[start..end]]);
+                if let Some(&i) = self.index.get(&d) {
+                    if self.honeypots[i].kind == kind {
+                        found.push((start, RawTarget::Honeypot(i)));
                     }
                 }
-            };
-            if end <= min_end || end > buf.len() {
-                continue;
             }
-            if start >= nl_pos {
-                nl += count_newlines(&buf[nl_pos..start]);
-                nl_pos = start;
-            } else {
-                // Overlapping matches can come out of order of start; recount.
-                nl = count_newlines(&buf[..start]);
-                nl_pos = start;
+        }
+        if let Some(ac) = &self.exact_ac {
+            for m in ac.find_overlapping_iter(buf) {
+                if m.end() > min_end {
+                    found.push((m.start(), RawTarget::Exact(m.pattern().as_usize())));
+                }
             }
+        }
+        found.sort_by_key(|f| f.0);
+        let mut nl_pos = 0usize;
+        let mut nl: u64 = 0;
+        for (start, target) in found {
+            nl += count_newlines(&buf[nl_pos..start]);
+            nl_pos = start;
             out.push(Raw { offset: base + start as u64, nl_before: nl as i64, target });
         }
     }
