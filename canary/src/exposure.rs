@@ -120,9 +120,11 @@ pub struct SecretExposure {
     pub id: String,
     /// Exposure in bits (extrapolated for sampled estimates).
     pub exposure: f64,
-    /// Exact rank (1 = most likely candidate), for exact measurements.
+    /// Exact rank (1 = most likely candidate; candidates exactly as likely as
+    /// the secret count half, the expected rank under random tie-breaking),
+    /// for exact measurements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rank: Option<u64>,
+    pub rank: Option<f64>,
     /// Empirical estimate from the sample (capped at log2 of the sample size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub empirical: Option<f64>,
@@ -189,9 +191,16 @@ pub fn measure(set: &SecretSet, predictor: &dyn Predictor, params: &ExposurePara
             .iter()
             .zip(&secret_lp)
             .map(|(s, &lp)| {
-                // Rank 1 + candidates strictly more likely (the secret itself is among them).
-                let rank = 1 + all.iter().enumerate().filter(|&(v, &c)| v as u64 != s.value && c > lp).count() as u64;
-                let e = log_r - (rank as f64).log2();
+                // 1 + candidates more likely + half the ties (the secret itself excluded).
+                let (mut more, mut ties) = (0u64, 0u64);
+                for (v, &c) in all.iter().enumerate() {
+                    if v as u64 != s.value {
+                        more += u64::from(c > lp);
+                        ties += u64::from(c == lp);
+                    }
+                }
+                let rank = 1.0 + more as f64 + ties as f64 / 2.0;
+                let e = log_r - rank.log2();
                 SecretExposure {
                     id: s.id.clone(),
                     exposure: e,
@@ -213,8 +222,8 @@ pub fn measure(set: &SecretSet, predictor: &dyn Predictor, params: &ExposurePara
         .zip(&secret_lp)
         .map(|(s, &lp)| {
             let x = -lp;
-            let better = nll.iter().filter(|&&c| c <= x).count();
-            let empirical = log_r.min(-((better.max(1) as f64) / nll.len() as f64).log2());
+            let better = nll.iter().map(|&c| if c < x { 1.0 } else if c == x { 0.5 } else { 0.0 }).sum::<f64>();
+            let empirical = log_r.min(-(better.max(1.0) / nll.len() as f64).log2());
             let extrapolated = fit.map_or(empirical, |f| (-f.cdf(x).log2()).clamp(0.0, log_r));
             SecretExposure {
                 id: s.id.clone(),
@@ -346,7 +355,7 @@ mod tests {
         let p = ExposureParams::default();
         let ex = measure(&set, &lm, &p).unwrap();
         // Each secret ranks first or second (the other inserted secret shares its prefix).
-        assert!(ex.iter().all(|e| e.memorised && e.rank.is_some_and(|r| r <= 2)), "{ex:?}");
+        assert!(ex.iter().all(|e| e.memorised && e.rank.is_some_and(|r| r <= 2.0)), "{ex:?}");
         let clean = NgramLm::train(&texts[..200], 10).unwrap();
         let ex = measure(&set, &clean, &p).unwrap();
         assert!(ex.iter().all(|e| !e.memorised), "{ex:?}");
