@@ -3,6 +3,7 @@ pub mod canaries;
 pub mod defense;
 pub mod exposure;
 pub mod honeypot;
+pub mod monitor;
 pub mod ngram;
 pub mod registry;
 pub mod scan;
