@@ -1,2 +1,167 @@
-//! Benchmark of the aggregation rules (filled in below).
-fn main() {}
+//! Aggregation benchmarks.
+//!
+//! `cargo bench -p mithridate-robust --bench aggregate` runs criterion on 50
+//! clients x 100,000 parameters. With `FLOWER_PYTHON=/path/to/python` (a
+//! Python with `flwr` installed) it instead times Flower's functions and
+//! ours on the same 50 clients x 1,000,000 parameters with 10 Byzantine
+//! clients, in one run, checks that the results are equal and prints the
+//! speed-up ratios.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use criterion::{black_box, BenchmarkId, Criterion};
+use mithridate_core::io::npy::{read_npy, write_npy_f32};
+use mithridate_core::rng::seeded;
+use mithridate_robust::aggregate::{aggregate, Method};
+use ndarray::Array2;
+use rand::Rng;
+
+/// `n` clients: honest ones near a common vector, the last `byz` Byzantine
+/// (half sign-flipped and scaled, half large Gaussian noise).
+fn updates(n: usize, d: usize, byz: usize) -> Array2<f32> {
+    let mut rng = seeded(7);
+    let base: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    Array2::from_shape_fn((n, d), |(i, j)| {
+        let noise: f32 = rng.gen_range(-0.1..0.1);
+        if i + byz < n {
+            base[j] + noise
+        } else if i % 2 == 0 {
+            -10.0 * base[j]
+        } else {
+            noise * 300.0
+        }
+    })
+}
+
+fn methods(n: usize, f: usize) -> Vec<(&'static str, Method)> {
+    vec![
+        ("fedavg", Method::FedAvg),
+        ("median", Method::Median),
+        ("trimmed-mean", Method::TrimmedMean { beta: 0.2 }),
+        ("krum", Method::Krum { byzantine: f }),
+        (
+            "multi-krum",
+            Method::MultiKrum {
+                byzantine: f,
+                keep: n - f,
+            },
+        ),
+        ("bulyan", Method::Bulyan { byzantine: f }),
+        ("geometric-median", Method::geometric_median()),
+        ("centered-clipping", Method::centered_clipping()),
+    ]
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    let (n, d, f) = (50, 100_000, 10);
+    let x = updates(n, d, f);
+    let mut g = c.benchmark_group("aggregate_50x100k");
+    g.sample_size(10);
+    for (name, m) in methods(n, f) {
+        g.bench_with_input(BenchmarkId::from_parameter(name), &m, |b, m| {
+            b.iter(|| aggregate(black_box(m), x.view(), None).map(|a| a.params.len()))
+        });
+    }
+    g.finish();
+}
+
+const FLOWER: &str = r#"
+import sys, time, json
+import numpy as np
+from flwr.server.strategy import aggregate as agg
+x = np.load(sys.argv[1]); out = sys.argv[2]; f = int(sys.argv[3])
+res = lambda: [([x[i]], 1) for i in range(x.shape[0])]
+runs = {
+  "fedavg": lambda: agg.aggregate(res()),
+  "median": lambda: agg.aggregate_median(res()),
+  "trimmed-mean": lambda: agg.aggregate_trimmed_avg(res(), 0.2),
+  "krum": lambda: agg.aggregate_krum(res(), f, 0),
+  "multi-krum": lambda: agg.aggregate_krum(res(), f, x.shape[0] - f),
+  "bulyan": lambda: agg.aggregate_bulyan(res(), f, agg.aggregate_krum, to_keep=0),
+}
+times = {}
+for name, fn in runs.items():
+    reps = 1 if name == "bulyan" else 3
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter(); r = fn(); ts.append(time.perf_counter() - t)
+    times[name] = sorted(ts)[len(ts) // 2]
+    np.save(f"{out}/{name}.npy", np.asarray(r[0], dtype=np.float32).reshape(1, -1))
+print(json.dumps(times))
+"#;
+
+fn compare_with_flower(python: &str) {
+    let (n, d, f) = (50, 1_000_000, 10);
+    let x = updates(n, d, f);
+    let dir = std::env::temp_dir().join(format!("mithridate-flower-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let input = dir.join("updates.npy");
+    write_npy_f32(&input, &x).expect("write updates");
+    let script = dir.join("flower_bench.py");
+    std::fs::File::create(&script)
+        .and_then(|mut s| s.write_all(FLOWER.as_bytes()))
+        .expect("script");
+    eprintln!("running Flower on {n} x {d} ({f} Byzantine)...");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(&input)
+        .arg(&dir)
+        .arg(f.to_string())
+        // Older OpenBLAS workarounds slow current NumPy down; give Flower its best run.
+        .env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE")
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "flower failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let times: serde_json::Value = serde_json::from_slice(&out.stdout).expect("flower timings");
+    println!(
+        "{:<18} {:>12} {:>12} {:>9} {:>12}",
+        "method", "flower_s", "ours_s", "ratio", "max_abs_diff"
+    );
+    for (name, m) in methods(n, f) {
+        let mut ts = Vec::new();
+        let mut last = None;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let a = aggregate(&m, x.view(), None).expect("aggregate");
+            ts.push(t.elapsed().as_secs_f64());
+            last = Some(a);
+        }
+        ts.sort_by(f64::total_cmp);
+        let ours = ts[1];
+        let Some(flower) = times.get(name).and_then(serde_json::Value::as_f64) else {
+            println!("{name:<18} {:>12} {ours:>12.4} {:>9} {:>12}", "-", "-", "-");
+            continue;
+        };
+        let reference =
+            read_npy(Path::new(&dir.join(format!("{name}.npy")))).expect("flower output");
+        let got = last.expect("ran").params;
+        let diff = got
+            .iter()
+            .zip(&reference.data)
+            .map(|(&a, &b)| (f64::from(a) - b).abs())
+            .fold(0.0, f64::max);
+        println!(
+            "{name:<18} {flower:>12.4} {ours:>12.4} {:>8.1}x {diff:>12.2e}",
+            flower / ours
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    if let Ok(py) = std::env::var("FLOWER_PYTHON") {
+        compare_with_flower(&py);
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    criterion_benches(&mut c);
+    c.final_summary();
+}

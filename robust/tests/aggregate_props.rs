@@ -9,7 +9,11 @@ use proptest::prelude::*;
 fn updates() -> impl Strategy<Value = (Array2<f32>, usize)> {
     (3usize..14, 1usize..6).prop_flat_map(|(n, d)| {
         let honest = (n / 2 + 1)..=n;
-        (honest, proptest::collection::vec(-10.0f32..10.0, n * d), proptest::collection::vec(-1e6f32..1e6, n * d))
+        (
+            honest,
+            proptest::collection::vec(-10.0f32..10.0, n * d),
+            proptest::collection::vec(-1e6f32..1e6, n * d),
+        )
             .prop_map(move |(h, a, b)| {
                 let mut x = Array2::from_shape_vec((n, d), a).expect("shape");
                 for i in h..n {
@@ -25,7 +29,10 @@ fn updates() -> impl Strategy<Value = (Array2<f32>, usize)> {
 fn honest_range(x: &Array2<f32>, honest: usize, j: usize) -> (f32, f32) {
     let col = x.column(j);
     let it = col.iter().take(honest);
-    (it.clone().copied().fold(f32::INFINITY, f32::min), it.copied().fold(f32::NEG_INFINITY, f32::max))
+    (
+        it.clone().copied().fold(f32::INFINITY, f32::min),
+        it.copied().fold(f32::NEG_INFINITY, f32::max),
+    )
 }
 
 proptest! {
@@ -115,12 +122,18 @@ proptest! {
 fn errors_name_the_client_and_the_limit() {
     let mut x = Array2::<f32>::zeros((5, 3));
     x[[3, 1]] = f32::INFINITY;
-    let e = aggregate(&Method::Median, x.view(), None).expect_err("inf").to_string();
+    let e = aggregate(&Method::Median, x.view(), None)
+        .expect_err("inf")
+        .to_string();
     assert!(e.contains("client 3") && e.contains("parameter 1"), "{e}");
     let x = Array2::<f32>::zeros((6, 3));
-    let e = aggregate(&Method::Bulyan { byzantine: 1 }, x.view(), None).expect_err("too few").to_string();
+    let e = aggregate(&Method::Bulyan { byzantine: 1 }, x.view(), None)
+        .expect_err("too few")
+        .to_string();
     assert!(e.contains("4f + 3") && e.contains("6 clients"), "{e}");
-    let e = aggregate(&Method::FedAvg, x.view(), Some(&[1.0; 5])).expect_err("weights").to_string();
+    let e = aggregate(&Method::FedAvg, x.view(), Some(&[1.0; 5]))
+        .expect_err("weights")
+        .to_string();
     assert!(e.contains("5 weights for 6 clients"), "{e}");
 }
 
@@ -137,7 +150,10 @@ fn robust_rules_resist_one_huge_client_while_fedavg_does_not() {
     assert!(close(Method::Median));
     assert!(close(Method::TrimmedMean { beta: 0.1 }));
     assert!(close(Method::Krum { byzantine: 1 }));
-    assert!(close(Method::MultiKrum { byzantine: 1, keep: 9 }));
+    assert!(close(Method::MultiKrum {
+        byzantine: 1,
+        keep: 9
+    }));
     assert!(close(Method::Bulyan { byzantine: 1 }));
     assert!(close(Method::geometric_median()));
     assert!(close(Method::centered_clipping()));

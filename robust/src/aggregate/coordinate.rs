@@ -9,7 +9,8 @@ use super::BLOCK;
 
 /// Data of a standard-layout view (callers pass standard-layout views only).
 pub(crate) fn data<'a>(x: ArrayView2<'a, f32>) -> Result<&'a [f32]> {
-    x.to_slice().ok_or_else(|| Error::data("updates are not in standard (row-major) layout"))
+    x.to_slice()
+        .ok_or_else(|| Error::data("updates are not in standard (row-major) layout"))
 }
 
 /// Apply `f` to every column of `x` (its `n` values, in a scratch buffer that
@@ -25,20 +26,22 @@ where
     let (n, d) = x.dim();
     let xs = data(x)?;
     let mut out = vec![0f32; d];
-    out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, chunk)| {
-        let j0 = b * BLOCK;
-        let w = chunk.len();
-        let mut buf = vec![0f32; n * w];
-        for i in 0..n {
-            let row = &xs[i * d + j0..i * d + j0 + w];
-            for (c, &v) in row.iter().enumerate() {
-                buf[c * n + i] = v;
+    out.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            let j0 = b * BLOCK;
+            let w = chunk.len();
+            let mut buf = vec![0f32; n * w];
+            for i in 0..n {
+                let row = &xs[i * d + j0..i * d + j0 + w];
+                for (c, &v) in row.iter().enumerate() {
+                    buf[c * n + i] = v;
+                }
             }
-        }
-        for (c, o) in chunk.iter_mut().enumerate() {
-            *o = f(&mut buf[c * n..(c + 1) * n]);
-        }
-    });
+            for (c, o) in chunk.iter_mut().enumerate() {
+                *o = f(&mut buf[c * n..(c + 1) * n]);
+            }
+        });
     Ok(Array1::from(out))
 }
 
@@ -65,11 +68,17 @@ pub fn median(x: ArrayView2<'_, f32>) -> Result<Array1<f32>> {
 /// How many values Flower's `_trim_mean` cuts at each end: `int(beta * n)`.
 pub fn trim_count(beta: f64, n: usize) -> Result<usize> {
     if !(beta.is_finite() && (0.0..0.5).contains(&beta)) {
-        return Err(Error::param("trim", format!("must be in [0, 0.5), got {beta}")));
+        return Err(Error::param(
+            "trim",
+            format!("must be in [0, 0.5), got {beta}"),
+        ));
     }
     let cut = (beta * n as f64) as usize;
     if 2 * cut >= n {
-        return Err(Error::param("trim", format!("cutting {cut} at each end of {n} clients leaves nothing to average")));
+        return Err(Error::param(
+            "trim",
+            format!("cutting {cut} at each end of {n} clients leaves nothing to average"),
+        ));
     }
     Ok(cut)
 }
@@ -115,22 +124,24 @@ pub fn fedavg(x: ArrayView2<'_, f32>, weights: Option<&[f32]>) -> Result<Array1<
     }
     let xs = data(x)?;
     let mut out = vec![0f32; d];
-    out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, chunk)| {
-        let j0 = b * BLOCK;
-        let mut acc = vec![0f64; chunk.len()];
-        for (i, &wi) in w.iter().enumerate() {
-            if wi == 0.0 {
-                continue;
+    out.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            let j0 = b * BLOCK;
+            let mut acc = vec![0f64; chunk.len()];
+            for (i, &wi) in w.iter().enumerate() {
+                if wi == 0.0 {
+                    continue;
+                }
+                let row = &xs[i * d + j0..i * d + j0 + chunk.len()];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += wi * f64::from(v);
+                }
             }
-            let row = &xs[i * d + j0..i * d + j0 + chunk.len()];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += wi * f64::from(v);
+            for (o, a) in chunk.iter_mut().zip(acc) {
+                *o = (a / total) as f32;
             }
-        }
-        for (o, a) in chunk.iter_mut().zip(acc) {
-            *o = (a / total) as f32;
-        }
-    });
+        });
     Ok(Array1::from(out))
 }
 

@@ -109,7 +109,10 @@ fn check_krum(n: usize, byzantine: usize) -> Result<()> {
     if n < 2 * byzantine + 3 {
         return Err(Error::param(
             "byzantine",
-            format!("Krum needs n >= 2f + 3 clients: {n} clients tolerate at most f = {}", n.saturating_sub(3) / 2),
+            format!(
+                "Krum needs n >= 2f + 3 clients: {n} clients tolerate at most f = {}",
+                n.saturating_sub(3) / 2
+            ),
         ));
     }
     Ok(())
@@ -137,7 +140,10 @@ pub fn multi_krum(
     let n = x.nrows();
     check_krum(n, byzantine)?;
     if keep == 0 || keep > n {
-        return Err(Error::param("keep", format!("must be in 1..={n} (the number of clients), got {keep}")));
+        return Err(Error::param(
+            "keep",
+            format!("must be in 1..={n} (the number of clients), got {keep}"),
+        ));
     }
     let dist = pairwise_sq_distances(x)?;
     let active: Vec<usize> = (0..n).collect();
@@ -164,7 +170,10 @@ pub fn bulyan(x: ArrayView2<'_, f32>, byzantine: usize) -> Result<(Array1<f32>, 
     if n < 4 * f + 3 {
         return Err(Error::param(
             "byzantine",
-            format!("Bulyan needs n >= 4f + 3 clients: {n} clients tolerate at most f = {}", n.saturating_sub(3) / 4),
+            format!(
+                "Bulyan needs n >= 4f + 3 clients: {n} clients tolerate at most f = {}",
+                n.saturating_sub(3) / 4
+            ),
         ));
     }
     let theta = n - 2 * f;
@@ -179,35 +188,37 @@ pub fn bulyan(x: ArrayView2<'_, f32>, byzantine: usize) -> Result<(Array1<f32>, 
     let xs = data(x)?;
     let mut out = vec![0f32; d];
     let sel = &selected;
-    out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, chunk)| {
-        let j0 = b * BLOCK;
-        let w = chunk.len();
-        // Transposed block: theta contiguous values per column.
-        let mut buf = vec![0f32; theta * w];
-        for (s, &i) in sel.iter().enumerate() {
-            let row = &xs[i * d + j0..i * d + j0 + w];
-            for (c, &v) in row.iter().enumerate() {
-                buf[c * theta + s] = v;
+    out.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            let j0 = b * BLOCK;
+            let w = chunk.len();
+            // Transposed block: theta contiguous values per column.
+            let mut buf = vec![0f32; theta * w];
+            for (s, &i) in sel.iter().enumerate() {
+                let row = &xs[i * d + j0..i * d + j0 + w];
+                for (c, &v) in row.iter().enumerate() {
+                    buf[c * theta + s] = v;
+                }
             }
-        }
-        let mut scratch = vec![0f32; theta];
-        let mut pairs = vec![(0f32, 0f32); theta];
-        for (c, o) in chunk.iter_mut().enumerate() {
-            let col = &buf[c * theta..(c + 1) * theta];
-            scratch.copy_from_slice(col);
-            let med = median_of(&mut scratch);
-            for (p, &v) in pairs.iter_mut().zip(col) {
-                *p = ((med - v).abs(), v);
+            let mut scratch = vec![0f32; theta];
+            let mut pairs = vec![(0f32, 0f32); theta];
+            for (c, o) in chunk.iter_mut().enumerate() {
+                let col = &buf[c * theta..(c + 1) * theta];
+                scratch.copy_from_slice(col);
+                let med = median_of(&mut scratch);
+                for (p, &v) in pairs.iter_mut().zip(col) {
+                    *p = ((med - v).abs(), v);
+                }
+                let closest: &[(f32, f32)] = if beta < theta {
+                    pairs.select_nth_unstable_by(beta - 1, |a, b| a.0.total_cmp(&b.0));
+                    &pairs[..beta]
+                } else {
+                    &pairs[..]
+                };
+                *o = (closest.iter().map(|p| f64::from(p.1)).sum::<f64>() / beta as f64) as f32;
             }
-            let closest: &[(f32, f32)] = if beta < theta {
-                pairs.select_nth_unstable_by(beta - 1, |a, b| a.0.total_cmp(&b.0));
-                &pairs[..beta]
-            } else {
-                &pairs[..]
-            };
-            *o = (closest.iter().map(|p| f64::from(p.1)).sum::<f64>() / beta as f64) as f32;
-        }
-    });
+        });
     Ok((Array1::from(out), selected))
 }
 

@@ -17,7 +17,11 @@ fn distances_to(xs: &[f32], n: usize, d: usize, z: &[f32]) -> Vec<f64> {
         .into_par_iter()
         .map(|i| {
             let row = &xs[i * d..(i + 1) * d];
-            row.iter().zip(z).map(|(&a, &b)| f64::from(a - b).powi(2)).sum::<f64>().sqrt()
+            row.iter()
+                .zip(z)
+                .map(|(&a, &b)| f64::from(a - b).powi(2))
+                .sum::<f64>()
+                .sqrt()
         })
         .collect()
 }
@@ -25,22 +29,24 @@ fn distances_to(xs: &[f32], n: usize, d: usize, z: &[f32]) -> Vec<f64> {
 /// `sum_i c_i x_i`, with `c_i` already normalised, accumulated in `f64`.
 fn combine(xs: &[f32], d: usize, coef: &[f64]) -> Vec<f32> {
     let mut out = vec![0f32; d];
-    out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, chunk)| {
-        let j0 = b * BLOCK;
-        let mut acc = vec![0f64; chunk.len()];
-        for (i, &c) in coef.iter().enumerate() {
-            if c == 0.0 {
-                continue;
+    out.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            let j0 = b * BLOCK;
+            let mut acc = vec![0f64; chunk.len()];
+            for (i, &c) in coef.iter().enumerate() {
+                if c == 0.0 {
+                    continue;
+                }
+                let row = &xs[i * d + j0..i * d + j0 + chunk.len()];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += c * f64::from(v);
+                }
             }
-            let row = &xs[i * d + j0..i * d + j0 + chunk.len()];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a += c * f64::from(v);
+            for (o, a) in chunk.iter_mut().zip(acc) {
+                *o = a as f32;
             }
-        }
-        for (o, a) in chunk.iter_mut().zip(acc) {
-            *o = a as f32;
-        }
-    });
+        });
     out
 }
 
@@ -66,7 +72,10 @@ pub fn geometric_median(
     tol: f64,
 ) -> Result<(Array1<f32>, usize)> {
     if !(smoothing.is_finite() && smoothing > 0.0) {
-        return Err(Error::param("smoothing", "must be a positive finite number"));
+        return Err(Error::param(
+            "smoothing",
+            "must be a positive finite number",
+        ));
     }
     if !(tol.is_finite() && tol >= 0.0) {
         return Err(Error::param("tol", "must be a non-negative finite number"));
@@ -81,7 +90,11 @@ pub fn geometric_median(
     let mut it = 0;
     while it < max_iter {
         it += 1;
-        let b: Vec<f64> = dist.iter().zip(&w).map(|(&di, &wi)| wi / di.max(smoothing)).collect();
+        let b: Vec<f64> = dist
+            .iter()
+            .zip(&w)
+            .map(|(&di, &wi)| wi / di.max(smoothing))
+            .collect();
         let s: f64 = b.iter().sum();
         let coef: Vec<f64> = b.iter().map(|v| v / s).collect();
         let znew = combine(xs, d, &coef);
@@ -122,7 +135,12 @@ pub fn centered_clipping(
     let mut v = median(x)?.to_vec();
     let tau = match tau {
         Some(t) if t.is_finite() && t > 0.0 => t,
-        Some(t) => return Err(Error::param("tau", format!("must be a positive finite number, got {t}"))),
+        Some(t) => {
+            return Err(Error::param(
+                "tau",
+                format!("must be a positive finite number, got {t}"),
+            ))
+        }
         None => {
             let mut dist = distances_to(xs, n, d, &v);
             dist.sort_unstable_by(f64::total_cmp);
@@ -144,7 +162,9 @@ pub fn centered_clipping(
             .collect();
         let keep = 1.0 - coef.iter().sum::<f64>();
         let moved = combine(xs, d, &coef);
-        v.iter_mut().zip(moved).for_each(|(a, m)| *a = (keep * f64::from(*a) + f64::from(m)) as f32);
+        v.iter_mut()
+            .zip(moved)
+            .for_each(|(a, m)| *a = (keep * f64::from(*a) + f64::from(m)) as f32);
     }
     Ok((Array1::from(v), iters))
 }

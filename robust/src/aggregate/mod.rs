@@ -107,12 +107,19 @@ pub enum Method {
 impl Method {
     /// Geometric median with the usual parameters (`nu = 1e-6`, 100 iterations, `tol = 1e-6`).
     pub fn geometric_median() -> Self {
-        Method::GeometricMedian { smoothing: 1e-6, max_iter: 100, tol: 1e-6 }
+        Method::GeometricMedian {
+            smoothing: 1e-6,
+            max_iter: 100,
+            tol: 1e-6,
+        }
     }
 
     /// Centered clipping with an adaptive radius and 3 iterations.
     pub fn centered_clipping() -> Self {
-        Method::CenteredClipping { tau: None, iters: 3 }
+        Method::CenteredClipping {
+            tau: None,
+            iters: 3,
+        }
     }
 
     /// Short name as used on the command line.
@@ -134,7 +141,9 @@ impl Method {
     pub fn max_byzantine(&self, n: usize) -> usize {
         match self {
             Method::FedAvg => 0,
-            Method::Median | Method::GeometricMedian { .. } | Method::CenteredClipping { .. } => n.saturating_sub(1) / 2,
+            Method::Median | Method::GeometricMedian { .. } | Method::CenteredClipping { .. } => {
+                n.saturating_sub(1) / 2
+            }
             Method::TrimmedMean { beta } => (beta * n as f64) as usize,
             Method::Krum { .. } | Method::MultiKrum { .. } => n.saturating_sub(3) / 2,
             Method::Bulyan { .. } => n.saturating_sub(3) / 4,
@@ -149,8 +158,16 @@ impl fmt::Display for Method {
 }
 
 /// The names [`MethodKind::from_str`] accepts.
-pub const METHOD_NAMES: [&str; 8] =
-    ["median", "trimmed-mean", "krum", "multi-krum", "bulyan", "geometric-median", "centered-clipping", "fedavg"];
+pub const METHOD_NAMES: [&str; 8] = [
+    "median",
+    "trimmed-mean",
+    "krum",
+    "multi-krum",
+    "bulyan",
+    "geometric-median",
+    "centered-clipping",
+    "fedavg",
+];
 
 /// A method name without its parameters (what a command line names first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +203,13 @@ impl FromStr for MethodKind {
             "geometric-median" => MethodKind::GeometricMedian,
             "centered-clipping" => MethodKind::CenteredClipping,
             _ => {
-                return Err(Error::param("method", format!("unknown method `{s}`; expected one of {}", METHOD_NAMES.join(", "))))
+                return Err(Error::param(
+                    "method",
+                    format!(
+                        "unknown method `{s}`; expected one of {}",
+                        METHOD_NAMES.join(", ")
+                    ),
+                ))
             }
         })
     }
@@ -225,8 +248,14 @@ pub fn check_updates(updates: ArrayView2<'_, f32>, weights: Option<&[f32]>) -> R
         if w.len() != n {
             return Err(Error::data(format!("{} weights for {n} clients", w.len())));
         }
-        if let Some((i, v)) = w.iter().enumerate().find(|(_, v)| !(v.is_finite() && **v >= 0.0)) {
-            return Err(Error::data(format!("weight of client {i} is {v}: weights must be finite and non-negative")));
+        if let Some((i, v)) = w
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        {
+            return Err(Error::data(format!(
+                "weight of client {i} is {v}: weights must be finite and non-negative"
+            )));
         }
         if w.iter().map(|&v| f64::from(v)).sum::<f64>() <= 0.0 {
             return Err(Error::data("weights sum to zero"));
@@ -241,12 +270,20 @@ pub fn first_nonfinite(updates: ArrayView2<'_, f32>) -> Option<(usize, usize)> {
     (0..updates.nrows())
         .into_par_iter()
         .find_first(|&i| updates.row(i).iter().any(|v| !v.is_finite()))
-        .and_then(|i| updates.row(i).iter().position(|v| !v.is_finite()).map(|j| (i, j)))
+        .and_then(|i| {
+            updates
+                .row(i)
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|j| (i, j))
+        })
 }
 
 /// Rows of `updates` that hold only finite values (what `--drop-nonfinite` keeps).
 pub fn finite_rows(updates: ArrayView2<'_, f32>) -> Vec<usize> {
-    (0..updates.nrows()).filter(|&i| updates.row(i).iter().all(|v| v.is_finite())).collect()
+    (0..updates.nrows())
+        .filter(|&i| updates.row(i).iter().all(|v| v.is_finite()))
+        .collect()
 }
 
 /// Aggregate `updates` (`n` clients x `d` parameters) with `method`, weighting
@@ -255,7 +292,11 @@ pub fn finite_rows(updates: ArrayView2<'_, f32>) -> Vec<usize> {
 /// Errors (never panics) on: no clients, a non-finite value (naming the
 /// client), wrong weights, too few clients for the assumed number of
 /// Byzantine clients, and out-of-range parameters.
-pub fn aggregate(method: &Method, updates: ArrayView2<'_, f32>, weights: Option<&[f32]>) -> Result<Aggregate> {
+pub fn aggregate(
+    method: &Method,
+    updates: ArrayView2<'_, f32>,
+    weights: Option<&[f32]>,
+) -> Result<Aggregate> {
     check_updates(updates, weights)?;
     if updates.is_standard_layout() {
         run(method, updates, weights)
@@ -266,30 +307,81 @@ pub fn aggregate(method: &Method, updates: ArrayView2<'_, f32>, weights: Option<
 }
 
 fn run(method: &Method, x: ArrayView2<'_, f32>, weights: Option<&[f32]>) -> Result<Aggregate> {
-    let plain = |params| Aggregate { params, selected: None, iterations: None };
+    let plain = |params| Aggregate {
+        params,
+        selected: None,
+        iterations: None,
+    };
     Ok(match *method {
         Method::FedAvg => plain(fedavg(x, weights)?),
         Method::Median => plain(median(x)?),
         Method::TrimmedMean { beta } => plain(trimmed_mean(x, beta)?),
         Method::Krum { byzantine } => {
             let (params, i) = krum(x, byzantine)?;
-            Aggregate { params, selected: Some(vec![i]), iterations: None }
+            Aggregate {
+                params,
+                selected: Some(vec![i]),
+                iterations: None,
+            }
         }
         Method::MultiKrum { byzantine, keep } => {
             let (params, sel) = multi_krum(x, weights, byzantine, keep)?;
-            Aggregate { params, selected: Some(sel), iterations: None }
+            Aggregate {
+                params,
+                selected: Some(sel),
+                iterations: None,
+            }
         }
         Method::Bulyan { byzantine } => {
             let (params, sel) = bulyan(x, byzantine)?;
-            Aggregate { params, selected: Some(sel), iterations: None }
+            Aggregate {
+                params,
+                selected: Some(sel),
+                iterations: None,
+            }
         }
-        Method::GeometricMedian { smoothing, max_iter, tol } => {
+        Method::GeometricMedian {
+            smoothing,
+            max_iter,
+            tol,
+        } => {
             let (params, it) = geometric_median(x, weights, smoothing, max_iter, tol)?;
-            Aggregate { params, selected: None, iterations: Some(it) }
+            Aggregate {
+                params,
+                selected: None,
+                iterations: Some(it),
+            }
         }
         Method::CenteredClipping { tau, iters } => {
             let (params, it) = centered_clipping(x, weights, tau, iters)?;
-            Aggregate { params, selected: None, iterations: Some(it) }
+            Aggregate {
+                params,
+                selected: None,
+                iterations: Some(it),
+            }
         }
     })
+}
+
+/// [`aggregate`] over a row-major buffer of `n` rows (`data.len() / n`
+/// parameters each), for callers that hold plain vectors (the command line,
+/// bindings) rather than `ndarray` views.
+pub fn aggregate_rows(
+    method: &Method,
+    data: &[f32],
+    n: usize,
+    weights: Option<&[f32]>,
+) -> Result<Aggregate> {
+    if n == 0 {
+        return Err(Error::data("no client updates to aggregate"));
+    }
+    if data.len() % n != 0 {
+        return Err(Error::data(format!(
+            "{} values do not split into {n} equal rows",
+            data.len()
+        )));
+    }
+    let x = ArrayView2::from_shape((n, data.len() / n), data)
+        .map_err(|e| Error::data(e.to_string()))?;
+    aggregate(method, x, weights)
 }
