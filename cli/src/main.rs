@@ -27,6 +27,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     // Each layer's commands are added here, one variant per top-level command.
+    /// Robust aggregation of federated client updates (n x d NPY).
+    Aggregate(cmd::aggregate::AggregateArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,8 @@ fn main() -> ExitCode {
     };
     ui::init_tracing(&cli.global);
     let g = &cli.global;
-    let result: anyhow::Result<Outcome> = match cli.command {};
+    let result: anyhow::Result<Outcome> = match cli.command {
+        Command::Aggregate(a) => cmd::aggregate::run(a, g),
+    };
     ui::finish(g, result)
 }

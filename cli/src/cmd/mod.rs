@@ -1,2 +1,3 @@
 //! One module per command group. Each exposes its clap arguments and a
 //! `run(args, &Global) -> anyhow::Result<Outcome>`.
+pub mod aggregate;

@@ -321,6 +321,18 @@ pub fn write_npy_i64(path: &Path, a: &[i64]) -> Result<()> {
     })
 }
 
+/// Write a 1-D `f32` array as NPY (`<f4`), atomically (an aggregated model, a score vector).
+pub fn write_npy_f32_1d(path: &Path, a: &[f32]) -> Result<()> {
+    let head = header_bytes("<f4", &[a.len()]);
+    atomic::write_atomic(path, |w| {
+        w.write_all(&head)?;
+        for v in a {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        Ok(())
+    })
+}
+
 /// NPY bytes of a 2-D `f32` array (for tests, fuzzing and in-memory use).
 pub fn npy_bytes_f32(a: &Array2<f32>) -> Vec<u8> {
     let mut out = header_bytes("<f4", &[a.nrows(), a.ncols()]);
