@@ -27,6 +27,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     // Each layer's commands are added here, one variant per top-level command.
+    /// Generate an Ed25519 key pair (PKCS#8 PEM) for signing manifests.
+    Keygen(cmd::provenance::KeygenArgs),
+    /// Dataset manifests: create, sign, verify, diff, lineage.
+    Manifest(cmd::provenance::ManifestArgs),
     /// Robust aggregation of federated client updates (n x d NPY).
     Aggregate(cmd::aggregate::AggregateArgs),
 }
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
     ui::init_tracing(&cli.global);
     let g = &cli.global;
     let result: anyhow::Result<Outcome> = match cli.command {
+        Command::Keygen(a) => cmd::provenance::run_keygen(a, g),
+        Command::Manifest(a) => cmd::provenance::run(a, g),
         Command::Aggregate(a) => cmd::aggregate::run(a, g),
     };
     ui::finish(g, result)

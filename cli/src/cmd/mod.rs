@@ -1,3 +1,4 @@
 //! One module per command group. Each exposes its clap arguments and a
 //! `run(args, &Global) -> anyhow::Result<Outcome>`.
 pub mod aggregate;
+pub mod provenance;
