@@ -27,12 +27,29 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     // Each layer's commands are added here, one variant per top-level command.
+    /// Canary and honeypot data: plant, verify, exposure, scan, watch.
+    Canary(cmd::canary::CanaryArgs),
+    /// Run a risk tier's pipeline (ingest, train, release) as a CI gate and write the audit report.
+    Run(cmd::run::RunArgs),
+    /// Show the effective policy of a tier.
+    #[command(subcommand)]
+    Policy(cmd::run::PolicyCmd),
+    /// Privacy accounting for DP-SGD: epsilon of a run, noise calibration.
+    Privacy(cmd::privacy::PrivacyArgs),
+    /// Train a built-in model on a dataset (optionally with DP-SGD) and save it as JSON.
+    Train(cmd::privacy::TrainArgs),
     /// Generate an Ed25519 key pair (PKCS#8 PEM) for signing manifests.
     Keygen(cmd::provenance::KeygenArgs),
     /// Dataset manifests: create, sign, verify, diff, lineage.
     Manifest(cmd::provenance::ManifestArgs),
     /// Robust aggregation of federated client updates (n x d NPY).
     Aggregate(cmd::aggregate::AggregateArgs),
+    /// Release gate: holdout metrics, backdoor trigger tests and scans, LLM probes.
+    Validate(cmd::validate::ValidateArgs),
+    /// Scan a dataset for poison; write clean data, a quarantine file and a report.
+    Scan(cmd::scan::ScanArgs),
+    /// Review a quarantine file: list, release or purge entries.
+    Quarantine(cmd::scan::QuarantineArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,9 +63,17 @@ fn main() -> ExitCode {
     ui::init_tracing(&cli.global);
     let g = &cli.global;
     let result: anyhow::Result<Outcome> = match cli.command {
+        Command::Canary(a) => cmd::canary::run(a, g),
+        Command::Run(a) => cmd::run::run(a, g),
+        Command::Policy(c) => cmd::run::policy(c, g),
+        Command::Privacy(a) => cmd::privacy::run(a, g),
+        Command::Train(a) => cmd::privacy::run_train(a, g),
         Command::Keygen(a) => cmd::provenance::run_keygen(a, g),
         Command::Manifest(a) => cmd::provenance::run(a, g),
         Command::Aggregate(a) => cmd::aggregate::run(a, g),
+        Command::Validate(a) => cmd::validate::run(a, g),
+        Command::Scan(a) => cmd::scan::run(a, g),
+        Command::Quarantine(a) => cmd::scan::run_quarantine(a, g),
     };
     ui::finish(g, result)
 }

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use mithridate_core::attack::{BadNets, PatchPosition};
+use mithridate_core::attack::PatchPosition;
+use mithridate_validation::{TriggerKind, TriggerSpec, TriggerSuite};
 use mithridate_core::{Context, Defense, Error, Layer, Report, Result, Stage, Verdict};
 
 use crate::config::{Config, Thresholds, TrainingMode};
@@ -194,17 +195,26 @@ pub struct Skipped {
     pub verdict: Verdict,
 }
 
-/// The default known-trigger suite for square images: solid 3x3 patches of the
-/// largest pixel value in each corner, towards every class.
-pub fn default_patch_suite(side: usize, value: f32, classes: usize) -> Vec<BadNets> {
+/// The default known-trigger suite for square images: a solid patch (a third
+/// of the side) of the largest pixel value in each corner, each tested against
+/// every class as target.
+pub fn default_patch_suite(side: usize, value: f32, classes: usize) -> TriggerSuite {
     let size = (side / 3).max(1);
-    let mut v = Vec::new();
-    for position in [PatchPosition::TopLeft, PatchPosition::TopRight, PatchPosition::BottomLeft, PatchPosition::BottomRight] {
-        for target in 0..classes as u32 {
-            v.push(BadNets { height: side, width: side, size, position, value, checker: false, target, rate: 0.0 });
-        }
-    }
-    v
+    let corners = [
+        (PatchPosition::TopLeft, "top-left"),
+        (PatchPosition::TopRight, "top-right"),
+        (PatchPosition::BottomLeft, "bottom-left"),
+        (PatchPosition::BottomRight, "bottom-right"),
+    ];
+    let triggers = corners
+        .into_iter()
+        .map(|(position, name)| TriggerSpec {
+            name: format!("patch-{size}x{size}-{name}"),
+            kind: TriggerKind::Patch { height: side, width: side, size, position, value, checker: false },
+            target: (0..classes as u32).collect(),
+        })
+        .collect();
+    TriggerSuite { triggers }
 }
 
 /// A policy turned into defenses.
@@ -278,11 +288,7 @@ impl Pipeline {
                 "backdoor-trigger-test" => {
                     let suite = match (&inputs.trigger_suite, inputs.image_side) {
                         (Some(p), _) => Some(mithridate_validation::TriggerSuite::load(p)?),
-                        (None, Some(side)) => Some(mithridate_validation::TriggerSuite::from_badnets(default_patch_suite(
-                            side,
-                            inputs.pixel_max,
-                            classes,
-                        ))),
+                        (None, Some(side)) => Some(default_patch_suite(side, inputs.pixel_max, classes)),
                         (None, None) => None,
                     };
                     match suite {

@@ -6,6 +6,8 @@
 //! - `cargo xtask fuzz [--seconds N]`: every fuzz target for N seconds.
 
 mod demo;
+mod fl;
+mod demo_provenance;
 mod fuzz;
 
 use anyhow::{bail, Result};
@@ -23,6 +25,7 @@ fn dispatch(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo::run(rest),
         Some("fuzz") => fuzz::run(rest),
+        Some("fl") => fl::run(rest),
         Some("ci") => ci(),
         Some(other) => bail!("unknown task {other:?}\n{USAGE}"),
         None => {

@@ -2,3 +2,8 @@
 //! `run(args, &Global) -> anyhow::Result<Outcome>`.
 pub mod aggregate;
 pub mod provenance;
+pub mod privacy;
+pub mod run;
+pub mod validate;
+pub mod scan;
+pub mod canary;
