@@ -8,7 +8,7 @@ use mithridate_core::{
 use serde_json::json;
 
 use crate::diff::FileChangeKind;
-use crate::envelope::{load_any, verify_envelope};
+use crate::envelope::{load_any, load_trusted};
 use crate::keys::load_public_key;
 use crate::verify::{verify_manifest_with, VerifyOptions};
 
@@ -72,23 +72,15 @@ impl Defense for VerifyDefense {
         let mut r = Report::new(self.name(), self.layer(), self.stage());
         r.params = json!({ "manifest": self.manifest, "trusted_keys": self.trusted_keys });
         let root = Self::root_of(cx)?;
-        let loaded = load_any(&self.manifest)?;
         let manifest = if self.trusted_keys.is_empty() {
-            loaded.manifest
+            load_any(&self.manifest)?.manifest
         } else {
             let keys = self
                 .trusted_keys
                 .iter()
                 .map(|p| load_public_key(p))
                 .collect::<Result<Vec<_>>>()?;
-            let checked = match &loaded.envelope {
-                None => Err(Error::Crypto(format!(
-                    "{}: manifest is not signed, but trusted keys were given",
-                    self.manifest.display()
-                ))),
-                Some(env) => verify_envelope(env, &keys),
-            };
-            match checked {
+            match load_trusted(&self.manifest, &keys) {
                 Ok(v) => v.manifest,
                 Err(Error::Crypto(msg)) => {
                     r.escalate(Verdict::Fail);

@@ -252,6 +252,29 @@ pub fn verify_envelope(env: &Envelope, trusted: &[VerifyingKey]) -> Result<Verif
     })
 }
 
+/// Read `path` and return its manifest only if it is a DSSE envelope signed
+/// by one of `trusted`. The signature is checked *before* the payload is
+/// parsed, so a tampered payload is reported as a signature failure
+/// ([`Error::Crypto`]), never as a parse error; a plain (unsigned) manifest
+/// is also [`Error::Crypto`]. Unreadable or malformed files are I/O or parse
+/// errors.
+pub fn load_trusted(path: &Path, trusted: &[VerifyingKey]) -> Result<Verified> {
+    let b = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&b).map_err(|e| json_error(Some(path), &e))?;
+    if v.get("payloadType").is_none() {
+        return Err(Error::Crypto(format!(
+            "{}: manifest is not signed, but trusted keys were given",
+            path.display()
+        )));
+    }
+    let env: Envelope = serde_json::from_value(v).map_err(|e| json_error(Some(path), &e))?;
+    verify_envelope(&env, trusted).map_err(|e| match e {
+        Error::Crypto(m) => Error::Crypto(format!("{}: {m}", path.display())),
+        other => relocate(other, path),
+    })
+}
+
 /// A manifest file that may be plain or a signed envelope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {

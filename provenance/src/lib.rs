@@ -50,8 +50,8 @@ pub use diff::{
     RecordChangeKind,
 };
 pub use envelope::{
-    from_json_slice_any, load_any, pae, sign_manifest, verify_envelope, Envelope, Loaded,
-    Signature, Statement, Subject, Verified, PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE,
+    from_json_slice_any, load_any, load_trusted, pae, sign_manifest, verify_envelope, Envelope,
+    Loaded, Signature, Statement, Subject, Verified, PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE,
 };
 pub use hash::{merkle_root, Algorithm, Blake3, StreamDigest};
 pub use keys::{

@@ -183,6 +183,7 @@ mod tests {
                 step: step.into(),
             }),
             files: vec![],
+            exclude: vec![],
         }
     }
 

@@ -145,6 +145,11 @@ pub struct Manifest {
     pub lineage: Option<Lineage>,
     /// Files, sorted by path.
     pub files: Vec<FileEntry>,
+    /// Paths under the root that are not dataset content (typically the
+    /// manifest itself, written beside the data). Verification skips them;
+    /// they are listed, and signed, so that an auditor sees what was left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// What [`create_manifest`] hashes and records.
@@ -175,6 +180,35 @@ pub fn create_manifest(root: &Path, opts: &CreateOptions) -> Result<Manifest> {
     let _g = span.enter();
     let croot = canonical_root(root)?;
     let ignore = canonical_list(&opts.exclude);
+    let mut exclude: Vec<String> = ignore
+        .iter()
+        .filter_map(|p| p.strip_prefix(&croot).ok())
+        .filter_map(|r| {
+            r.to_str()
+                .map(|s| s.replace(std::path::MAIN_SEPARATOR, "/"))
+        })
+        .filter(|r| check_rel_path(r).is_ok())
+        .collect();
+    // The output manifest usually does not exist yet: canonicalize its directory.
+    for p in &opts.exclude {
+        if let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(rel) = dir.canonicalize().map(|d| d.join(name)) {
+                if let Some(r) = rel.strip_prefix(&croot).ok().and_then(|r| r.to_str()) {
+                    let r = r.replace(std::path::MAIN_SEPARATOR, "/");
+                    if check_rel_path(&r).is_ok() && !exclude.contains(&r) {
+                        exclude.push(r);
+                    }
+                }
+            }
+        }
+    }
+    exclude.sort();
+    let ignore: Vec<PathBuf> = exclude.iter().map(|r| croot.join(r)).collect();
     let w = walk(&croot, &ignore)?;
     if let Some((rel, target)) = w.escapes.iter().next() {
         return Err(Error::data(format!(
@@ -204,6 +238,7 @@ pub fn create_manifest(root: &Path, opts: &CreateOptions) -> Result<Manifest> {
         metadata: opts.metadata.clone(),
         lineage: opts.lineage.clone(),
         files: entries,
+        exclude,
     };
     m.root = hex::encode(m.compute_root());
     if let Some(l) = &m.lineage {
@@ -374,6 +409,15 @@ impl Manifest {
                         "does not match the record leaves".into(),
                     ));
                 }
+            }
+        }
+        for (i, x) in self.exclude.iter().enumerate() {
+            check_rel_path(x).map_err(|m| err(format!("exclude[{i}]"), m))?;
+            if seen.contains(x.as_str()) {
+                return Err(err(
+                    format!("exclude[{i}]"),
+                    format!("{x:?} is both a file entry and excluded"),
+                ));
             }
         }
         if self.files.windows(2).any(|p| p[0].path > p[1].path) {
@@ -606,7 +650,7 @@ mod tests {
         fn from_json_slice_never_panics_on_mutated_manifests(pos in 0usize..2000, byte in any::<u8>()) {
             let m = Manifest {
                 schema: MANIFEST_SCHEMA.into(), algorithm: Algorithm::Blake3, root: hex::encode([1u8; 32]),
-                metadata: Metadata::default(), lineage: None,
+                metadata: Metadata::default(), lineage: None, exclude: vec![],
                 files: vec![FileEntry { path: "a.jsonl".into(), size: 3, digest: hex::encode([2u8; 32]),
                     records: Some(RecordSet { format: RecordFormat::Jsonl, count: 1, root: hex::encode([3u8; 32]),
                         header: None, id_field: None, leaves: vec![4u8; 32], ids: vec![] }) }],

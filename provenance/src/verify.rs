@@ -62,7 +62,9 @@ pub fn verify_manifest_with(
     let span = tracing::info_span!("verify_manifest", root = %root.display());
     let _g = span.enter();
     let croot = canonical_root(root)?;
-    let w = walk(&croot, &canonical_list(&opts.ignore))?;
+    let mut ignore = canonical_list(&opts.ignore);
+    ignore.extend(m.exclude.iter().map(|r| croot.join(r)));
+    let w = walk(&croot, &ignore)?;
     let mut changes = m
         .files
         .par_iter()
