@@ -2,7 +2,7 @@
 //! digests of JSONL, Merkle roots and record alignment.
 //! The end-to-end comparison with b3sum / sha256sum is `cargo xtask bench provenance`.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
 use mithridate_provenance::hash::{digest_bytes, leaf_hash};
 use mithridate_provenance::records::record_digests;
 use mithridate_provenance::{align, merkle_root, Blake3, RecordFormat};
@@ -61,5 +61,8 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(benches, super::bench);
+}
+criterion_main!(group::benches);

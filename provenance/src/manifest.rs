@@ -606,7 +606,8 @@ mod tests {
     #[test]
     fn load_refuses_unsafe_or_inconsistent_manifests() {
         let (_d, m) = sample(true, Algorithm::Blake3);
-        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 Box::new(|m| m.files[0].path = "../etc/passwd".into()),
                 "traversal",

@@ -1,4 +1,5 @@
 //! Every tamper the provenance layer must catch, each with a precise report.
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
 
 use std::path::Path;
 
