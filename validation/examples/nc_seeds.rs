@@ -11,8 +11,10 @@ use mithridate_validation::{ScanParams, TriggerScan, TriggerSuite, TriggerTest, 
 
 fn main() -> Result<(), mithridate_core::Error> {
     let seeds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let first: u64 = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (mut log_bd7, mut log_cl) = (0, 0);
     let (mut bd_flag7, mut bd_only7, mut clean_none, mut bd_fail, mut clean_pass) = (0, 0, 0, 0, 0);
-    for seed in 0..seeds {
+    for seed in first..first + seeds {
         let all = digits();
         let order = shuffled(all.len(), derive_seed(seed, "split"));
         let cut = all.len() * 3 / 4;
@@ -38,6 +40,9 @@ fn main() -> Result<(), mithridate_core::Error> {
         if let Some(v) = env("NC_RESTARTS") { p.restarts = v as usize; }
         if let Some(v) = env("NC_SAMPLES") { p.samples = v as usize; }
         if let Some(v) = env("NC_REF") { p.reference = v > 0.0; }
+        if let Some(v) = env("NC_PERFEAT") { p.per_feature_bounds = v > 0.0; }
+        if let Some(v) = env("NC_REFW") { p.reference_weight = v; }
+        if let Some(v) = env("NC_SPREAD") { p.min_spread = v; }
         let scan = TriggerScan::new().with_params(p);
         let (_, s_bd) = scan.evaluate(&bd, &holdout, seed)?;
         let (_, s_cl) = scan.evaluate(&clean, &holdout, seed)?;
@@ -51,8 +56,20 @@ fn main() -> Result<(), mithridate_core::Error> {
             t0.elapsed().as_secs_f64()
         );
         println!("   bd ref [{}] cl ref [{}]", fmt(&s_bd.reference_l1), fmt(&s_cl.reference_l1));
-        println!("   bd l1 [{}] ai [{}] strip [{}]", fmt(&s_bd.triggers.iter().map(|t| t.mask_l1).collect::<Vec<_>>()), fmt(&s_bd.anomaly_index), fmt(&s_bd.strip_detect_rate));
-        println!("   cl l1 [{}] ai [{}] strip [{}]", fmt(&s_cl.triggers.iter().map(|t| t.mask_l1).collect::<Vec<_>>()), fmt(&s_cl.anomaly_index), fmt(&s_cl.strip_detect_rate));
+        println!("   bd l1 [{}] s [{}] ai [{}] strip [{}]", fmt(&s_bd.triggers.iter().map(|t| t.mask_l1).collect::<Vec<_>>()), fmt(&s_bd.scores), fmt(&s_bd.anomaly_index), fmt(&s_bd.strip_detect_rate));
+        println!("   cl l1 [{}] s [{}] ai [{}] strip [{}]", fmt(&s_cl.triggers.iter().map(|t| t.mask_l1).collect::<Vec<_>>()), fmt(&s_cl.scores), fmt(&s_cl.anomaly_index), fmt(&s_cl.strip_detect_rate));
+        let logflags = |r: &mithridate_validation::scan::ScanResult| -> Vec<u32> {
+            let l: Vec<f64> = r.triggers.iter().map(|t| t.mask_l1.ln()).collect();
+            let ai = mithridate_validation::scan::anomaly_index(&l);
+            let mut s = l.clone();
+            s.sort_by(f64::total_cmp);
+            let med = (s[4] + s[5]) / 2.0;
+            (0..10).filter(|&c| l[c] < med && ai[c] > 2.0).map(|c| c as u32).collect()
+        };
+        let (lb, lc) = (logflags(&s_bd), logflags(&s_cl));
+        println!("   log-space: backdoored {lb:?} clean {lc:?}");
+        log_bd7 += usize::from(lb == vec![7]);
+        log_cl += usize::from(lc.is_empty());
         bd_fail += usize::from(o_bd.report.verdict == mithridate_core::Verdict::Fail);
         clean_pass += usize::from(o_cl.report.verdict == mithridate_core::Verdict::Pass);
         bd_flag7 += usize::from(s_bd.suspected.contains(&7));
@@ -61,5 +78,6 @@ fn main() -> Result<(), mithridate_core::Error> {
     }
     println!("known trigger: backdoored fails {bd_fail}/{seeds}, clean passes {clean_pass}/{seeds}");
     println!("scan: backdoored flags 7 {bd_flag7}/{seeds} (only 7: {bd_only7}), clean flags nothing {clean_none}/{seeds}");
+    println!("log-space: backdoored flags only 7 {log_bd7}/{seeds}, clean flags nothing {log_cl}/{seeds}");
     Ok(())
 }

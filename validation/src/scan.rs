@@ -6,8 +6,20 @@
 //! `t`. A backdoor is a shortcut: its target needs a much smaller mask than
 //! the other classes, so the L1 norms of the masks have an outlier on the
 //! small side. The outlier is measured with the anomaly index
-//! `|L1 - median| / (1.4826 MAD)`; an index above 2 (the paper's cut-off)
+//! `|s - median| / (1.4826 MAD)`; an index above 2 (the paper's cut-off)
 //! flags the class.
+//!
+//! Three changes make this work on small built-in models, where some classes
+//! are naturally reachable with few pixels (measured on digits with a
+//! softmax regression, see `examples/nc_seeds.rs`):
+//! - the pattern may take any value of the data's global range (a patch
+//!   trigger sits where clean images are blank);
+//! - the score `s` is on a log scale and partly normalised by the same
+//!   search on a reference model trained on the clean holdout:
+//!   `s = ln L1(model) - 0.5 ln L1(reference)`;
+//! - the robust spread has a floor (0.15 in log units), so ten classes
+//!   that happen to cluster tightly do not turn natural variation into
+//!   outliers.
 //!
 //! STRIP then checks the recovered trigger at inference time: inputs carrying
 //! a real trigger keep their (target) prediction when blended with random
@@ -48,6 +60,19 @@ pub struct ScanParams {
     /// how easy each class is to reach by nature (on small images some
     /// classes need few pixels whatever the training data was).
     pub reference: bool,
+    /// Weight `b` of the reference in the score `ln L1(model) - b ln L1(reference)`.
+    /// 1 would cancel each class's natural difficulty completely, but the
+    /// reference is trained on the small holdout and its estimate is noisy,
+    /// so the default takes half of it (a shrinkage towards the plain score).
+    pub reference_weight: f64,
+    /// Lower bound of the robust spread (1.4826 MAD) of the log scores: a
+    /// class whose mask is within this factor (`e^min_spread`) of the median
+    /// is never an outlier, however tightly the other classes cluster. With
+    /// ten classes the MAD alone is often tiny and flags natural variation.
+    pub min_spread: f64,
+    /// Bound each pattern value by that feature's range on the holdout
+    /// instead of the global range of all features.
+    pub per_feature_bounds: bool,
     /// Attack success rate a candidate trigger must reach to count.
     pub target_asr: f64,
     /// Inputs used per class (holdout inputs of other classes, sampled).
@@ -69,6 +94,9 @@ impl Default for ScanParams {
             initial_mask: 0.02,
             restarts: 1,
             reference: true,
+            per_feature_bounds: false,
+            reference_weight: 0.5,
+            min_spread: 0.15,
             target_asr: 0.99,
             samples: 200,
             anomaly_threshold: 2.0,
@@ -104,6 +132,12 @@ impl ScanParams {
         }
         if !(self.anomaly_threshold.is_finite() && self.anomaly_threshold > 0.0) {
             return Err(Error::param("anomaly_threshold", "must be positive"));
+        }
+        if !(self.reference_weight.is_finite() && (0.0..=1.0).contains(&self.reference_weight)) {
+            return Err(Error::param("reference_weight", "must be in [0, 1]"));
+        }
+        if !(self.min_spread.is_finite() && self.min_spread >= 0.0) {
+            return Err(Error::param("min_spread", "must be a non-negative number"));
         }
         if self.strip_blends == 0 {
             return Err(Error::param("strip_blends", "must be at least 1"));
@@ -143,11 +177,19 @@ fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + (-v).exp())
 }
 
-/// Per-feature range of `x` (the pattern stays inside it).
-fn ranges(x: ArrayView2<'_, f32>) -> (Array1<f32>, Array1<f32>) {
+/// Range of the pattern: the data's global range (a pixel may take any
+/// value a pixel takes anywhere), or each feature's own range. The global
+/// range is the default because a patch trigger typically sits where clean
+/// images are blank: limited to that feature's clean range, the search
+/// could not express it.
+fn ranges(x: ArrayView2<'_, f32>, per_feature: bool) -> (Array1<f32>, Array1<f32>) {
     let lo = x.fold_axis(Axis(0), f32::INFINITY, |a, &b| a.min(b));
     let hi = x.fold_axis(Axis(0), f32::NEG_INFINITY, |a, &b| a.max(b));
-    (lo, hi)
+    if per_feature {
+        return (lo, hi);
+    }
+    let (l, h) = (lo.fold(f32::INFINITY, |a, &b| a.min(b)), hi.fold(f32::NEG_INFINITY, |a, &b| a.max(b)));
+    (Array1::from_elem(lo.len(), l), Array1::from_elem(hi.len(), h))
 }
 
 /// Reverse-engineer the smallest trigger sending `x` (inputs of classes other
@@ -228,10 +270,15 @@ pub fn reverse_engineer(model: &dyn Classifier, x: ArrayView2<'_, f32>, target: 
 /// The anomaly index of each value: `|v - median| / (1.4826 * MAD)`.
 /// With a zero MAD every value off the median gets an infinite index.
 pub fn anomaly_index(values: &[f64]) -> Vec<f64> {
+    anomaly_index_floored(values, 0.0)
+}
+
+/// The anomaly index with the robust spread `1.4826 * MAD` floored at `min_spread`.
+pub fn anomaly_index_floored(values: &[f64], min_spread: f64) -> Vec<f64> {
     let med = median(values);
     let dev: Vec<f64> = values.iter().map(|v| (v - med).abs()).collect();
-    let mad = median(&dev) * 1.4826;
-    dev.iter().map(|&d| if mad > 0.0 { d / mad } else if d > 0.0 { f64::INFINITY } else { 0.0 }).collect()
+    let spread = (median(&dev) * 1.4826).max(min_spread);
+    dev.iter().map(|&d| if spread > 0.0 { d / spread } else if d > 0.0 { f64::INFINITY } else { 0.0 }).collect()
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -314,6 +361,8 @@ pub struct ScanResult {
     pub triggers: Vec<RecoveredTrigger>,
     /// Mask L1 per class of the reference model (empty without a reference).
     pub reference_l1: Vec<f64>,
+    /// Score per class: `ln L1(model) - w ln L1(reference)` (see [`ScanParams`]).
+    pub scores: Vec<f64>,
     /// Anomaly index per class.
     pub anomaly_index: Vec<f64>,
     /// Classes flagged (small-side outliers above the threshold).
@@ -364,19 +413,19 @@ pub fn scan(model: &dyn Classifier, holdout: &Dataset, params: &ScanParams, seed
     if k < 3 {
         return Err(Error::data("the anomaly index needs at least three classes"));
     }
-    let (lo, hi) = ranges(x.view());
+    let (lo, hi) = ranges(x.view(), params.per_feature_bounds);
     let triggers = cleanse(model, holdout, (&lo, &hi), params, seed, seed)?;
     let norms: Vec<f64> = triggers.iter().map(|t| t.mask_l1).collect();
-    let (reference_l1, scores) = if params.reference {
+    let (reference_l1, scores): (Vec<f64>, Vec<f64>) = if params.reference {
         let reference = mithridate_core::model::SoftmaxRegression::fit(x.view(), y, k, &mithridate_core::model::SoftmaxParams::default(), derive_seed(seed, "scan/reference"))?;
         let r = cleanse(&reference, holdout, (&lo, &hi), params, seed, derive_seed(seed, "scan/reference-nc"))?;
         let rl: Vec<f64> = r.iter().map(|t| t.mask_l1).collect();
-        let sc = norms.iter().zip(&rl).map(|(m, r)| (m.max(1e-9) / r.max(1e-9)).ln()).collect();
+        let sc = norms.iter().zip(&rl).map(|(m, r)| m.max(1e-9).ln() - params.reference_weight * r.max(1e-9).ln()).collect();
         (rl, sc)
     } else {
-        (Vec::new(), norms.clone())
+        (Vec::new(), norms.iter().map(|m| m.max(1e-9).ln()).collect())
     };
-    let idx = anomaly_index(&scores);
+    let idx = anomaly_index_floored(&scores, params.min_spread);
     let med = median(&scores);
     let suspected: Vec<u32> = (0..k).filter(|&c| scores[c] < med && idx[c] > params.anomaly_threshold).map(|c| c as u32).collect();
     let strip = Strip::calibrate(model, x.view(), params.strip_blends, params.strip_frr, derive_seed(seed, "strip"))?;
@@ -392,7 +441,7 @@ pub fn scan(model: &dyn Classifier, holdout: &Dataset, params: &ScanParams, seed
         let f = strip.flags(model, xs.view());
         strip_detect_rate.push(f.iter().filter(|&&b| b).count() as f64 / f.len().max(1) as f64);
     }
-    Ok(ScanResult { triggers, reference_l1, anomaly_index: idx, suspected, strip_detect_rate, strip_threshold: strip.threshold })
+    Ok(ScanResult { triggers, reference_l1, scores, anomaly_index: idx, suspected, strip_detect_rate, strip_threshold: strip.threshold })
 }
 
 /// An SVG picture of a recovered trigger: the mask (white = 1) beside the
