@@ -182,7 +182,8 @@ pub(crate) fn compare_entries(exp: &FileEntry, act: &FileEntry) -> Option<FileCh
 }
 
 /// File-level and record-level differences from `a` (expected) to `b` (actual).
-/// Both must use the same digest algorithm.
+/// Both must use the same digest algorithm. Paths either manifest excludes
+/// (see [`Manifest::exclude`]) are not compared.
 pub fn diff_manifests(a: &Manifest, b: &Manifest) -> Result<Vec<FileChange>> {
     if a.algorithm != b.algorithm {
         return Err(Error::data(format!(
@@ -216,6 +217,8 @@ pub fn diff_manifests(a: &Manifest, b: &Manifest) -> Result<Vec<FileChange>> {
             (None, None) => break,
         }
     }
+    // A path one side excluded as not-content (its manifest) is not a difference.
+    out.retain(|c| !a.exclude.contains(&c.path) && !b.exclude.contains(&c.path));
     Ok(out)
 }
 
