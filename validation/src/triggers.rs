@@ -225,7 +225,8 @@ pub struct AsrResult {
     pub target: u32,
     /// Non-target inputs tested.
     pub n: usize,
-    /// Fraction of triggered inputs predicted as the target.
+    /// Fraction of triggered inputs predicted as the target, among those
+    /// the model does not already predict as the target without the trigger.
     pub asr: f64,
     /// Fraction of the same inputs predicted as the target without the trigger.
     pub clean_rate: f64,
@@ -342,9 +343,13 @@ impl TriggerTest {
                 let text_mode = matches!(armed, Armed::Text(_));
                 let clean = labels_of(&model.predict(&to_inputs(holdout, &idx, text_mode, None, s)?)?, idx.len())?;
                 let trig = labels_of(&model.predict(&to_inputs(holdout, &idx, text_mode, Some(&armed), s)?)?, idx.len())?;
+                // Inputs the model already sends to the target without the
+                // trigger are misclassifications, not attack successes: they
+                // are left out of the ASR (and reported as `clean_rate`).
                 let n = idx.len() as f64;
-                let asr = trig.iter().filter(|&&l| l == t).count() as f64 / n;
                 let clean_rate = clean.iter().filter(|&&l| l == t).count() as f64 / n;
+                let eligible: Vec<usize> = (0..idx.len()).filter(|&j| clean[j] != t).collect();
+                let asr = if eligible.is_empty() { 0.0 } else { eligible.iter().filter(|&&j| trig[j] == t).count() as f64 / eligible.len() as f64 };
                 worst = worst.max(asr);
                 let case = format!("{} -> {}", spec.name, holdout.label_name(t));
                 out.report.metric(format!("asr/{}/{}", spec.name, t), asr);
