@@ -19,7 +19,16 @@ fn json_of(args: &[&str]) -> (Value, i32) {
 #[test]
 fn epsilon_rdp_matches_the_reference_value() {
     let (v, code) = json_of(&[
-        "privacy", "epsilon", "--sampling-rate", "0.01", "--noise-multiplier", "1.0", "--steps", "1000", "--delta", "1e-5",
+        "privacy",
+        "epsilon",
+        "--sampling-rate",
+        "0.01",
+        "--noise-multiplier",
+        "1.0",
+        "--steps",
+        "1000",
+        "--delta",
+        "1e-5",
     ]);
     assert_eq!(code, 0);
     let eps = v["epsilon"].as_f64().unwrap();
@@ -32,8 +41,18 @@ fn epsilon_rdp_matches_the_reference_value() {
 #[test]
 fn epsilon_pld_is_tighter() {
     let (v, code) = json_of(&[
-        "privacy", "epsilon", "--sampling-rate", "0.01", "--noise-multiplier", "1.0", "--steps", "1000", "--delta", "1e-5",
-        "--accountant", "pld",
+        "privacy",
+        "epsilon",
+        "--sampling-rate",
+        "0.01",
+        "--noise-multiplier",
+        "1.0",
+        "--steps",
+        "1000",
+        "--delta",
+        "1e-5",
+        "--accountant",
+        "pld",
     ]);
     assert_eq!(code, 0);
     let eps = v["epsilon"].as_f64().unwrap();
@@ -44,7 +63,18 @@ fn epsilon_pld_is_tighter() {
 
 #[test]
 fn calibrate_reaches_the_target() {
-    let (v, code) = json_of(&["privacy", "calibrate", "--epsilon", "2.0", "--sampling-rate", "0.01", "--steps", "1000", "--delta", "1e-5"]);
+    let (v, code) = json_of(&[
+        "privacy",
+        "calibrate",
+        "--epsilon",
+        "2.0",
+        "--sampling-rate",
+        "0.01",
+        "--steps",
+        "1000",
+        "--delta",
+        "1e-5",
+    ]);
     assert_eq!(code, 0);
     let sigma = v["noise_multiplier"].as_f64().unwrap();
     assert!(sigma > 1.0 && sigma < 1.1, "{v}");
@@ -54,7 +84,18 @@ fn calibrate_reaches_the_target() {
 #[test]
 fn bad_parameters_exit_2_with_the_field_named() {
     let out = bin()
-        .args(["privacy", "epsilon", "--sampling-rate", "1.5", "--noise-multiplier", "1", "--steps", "10", "--delta", "1e-5"])
+        .args([
+            "privacy",
+            "epsilon",
+            "--sampling-rate",
+            "1.5",
+            "--noise-multiplier",
+            "1",
+            "--steps",
+            "10",
+            "--delta",
+            "1e-5",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -12,7 +12,9 @@ fn accountants(c: &mut Criterion) {
     g.bench_function("pld q=256/60000 sigma=1.1 T=14062", |b| {
         b.iter(|| epsilon_pld(black_box(256.0 / 60000.0), black_box(1.1), 14062, 1e-5))
     });
-    g.bench_function("pld q=0.05 sigma=0.6 T=2000", |b| b.iter(|| epsilon_pld(black_box(0.05), black_box(0.6), 2000, 1e-5)));
+    g.bench_function("pld q=0.05 sigma=0.6 T=2000", |b| {
+        b.iter(|| epsilon_pld(black_box(0.05), black_box(0.6), 2000, 1e-5))
+    });
     g.bench_function("calibrate rdp eps=3 q=0.01 T=1000", |b| {
         b.iter(|| calibrate_sigma(black_box(3.0), 0.01, 1000, 1e-5, AccountantKind::Rdp))
     });

@@ -184,7 +184,7 @@ impl DpSgdParams {
                 return Err(Error::param("noise_multiplier", "must be a positive finite number"));
             }
         }
-        if !(self.target_epsilon > 0.0) || self.target_epsilon.is_nan() {
+        if self.target_epsilon.is_nan() || self.target_epsilon <= 0.0 {
             return Err(Error::param("target_epsilon", "must be positive"));
         }
         if !(self.delta > 0.0 && self.delta < 1.0) {

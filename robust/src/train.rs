@@ -161,7 +161,12 @@ impl TrainConfig {
     }
 
     fn softmax_params(&self) -> SoftmaxParams {
-        SoftmaxParams { epochs: self.epochs, batch_size: self.batch_size, learning_rate: self.learning_rate, l2: self.l2 }
+        SoftmaxParams {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            l2: self.l2,
+        }
     }
 
     fn mlp_params(&self) -> MlpParams {

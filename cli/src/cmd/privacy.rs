@@ -106,9 +106,16 @@ fn run_epsilon(a: EpsilonArgs, g: &Global) -> Result<Outcome> {
             let (e, o) = dp::try_epsilon_rdp(a.sampling_rate, a.noise_multiplier, a.steps, a.delta)?;
             (e, Some(o))
         }
-        AccountantKind::Pld => {
-            (dp::try_epsilon_pld(a.sampling_rate, a.noise_multiplier, a.steps, a.delta, dp::pld::DEFAULT_DISCRETIZATION)?, None)
-        }
+        AccountantKind::Pld => (
+            dp::try_epsilon_pld(
+                a.sampling_rate,
+                a.noise_multiplier,
+                a.steps,
+                a.delta,
+                dp::pld::DEFAULT_DISCRETIZATION,
+            )?,
+            None,
+        ),
     };
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     let doc = json!({

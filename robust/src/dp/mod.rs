@@ -139,7 +139,10 @@ pub fn calibrate_sigma(target_epsilon: f64, q: f64, steps: u64, delta: f64, acco
         hi *= 2.0;
         guard += 1;
         if guard > 40 {
-            return Err(Error::param("epsilon", format!("no noise multiplier below {hi} reaches epsilon {target_epsilon}")));
+            return Err(Error::param(
+                "epsilon",
+                format!("no noise multiplier below {hi} reaches epsilon {target_epsilon}"),
+            ));
         }
     }
     while (hi - lo) > 1e-4 * hi {

@@ -24,6 +24,7 @@
 use std::sync::Arc;
 
 use mithridate_core::{Error, Result};
+use rayon::prelude::*;
 use rustfft::num_complex::Complex64;
 use rustfft::{Fft, FftPlanner};
 
@@ -176,7 +177,8 @@ impl SubsampledGaussian {
         let eps_lower = self.privacy_loss(ux);
         let k_hi = (eps_upper / d).ceil() as i64;
         let k_lo = (eps_lower / d).floor() as i64;
-        let mut deltas: Vec<f64> = (k_lo..=k_hi).map(|k| self.delta_for_epsilon(k as f64 * d)).collect();
+        let mut deltas: Vec<f64> =
+            (k_lo..=k_hi).into_par_iter().map(|k| self.delta_for_epsilon(k as f64 * d)).collect();
         if deltas.len() == 1 {
             return Pmf { lower: k_lo, probs: vec![1.0 - deltas[0]], infinity_mass: deltas[0] };
         }
@@ -274,9 +276,28 @@ impl Ffts {
     fn new() -> Self {
         Self { planner: FftPlanner::new() }
     }
-    fn plans(&mut self, n: usize) -> (Arc<dyn Fft<f64>>, Arc<dyn Fft<f64>>) {
-        (self.planner.plan_fft_forward(n), self.planner.plan_fft_inverse(n))
+    /// The forward FFT of length `n`. Inverse transforms reuse it
+    /// (`ifft(x) = conj(fft(conj(x))) / n`), which halves the planning cost:
+    /// computing twiddle factors is a large share of one-shot accounting.
+    fn forward(&mut self, n: usize) -> Arc<dyn Fft<f64>> {
+        self.planner.plan_fft_forward(n)
     }
+}
+
+/// `z^e` by binary exponentiation: a few complex products instead of the
+/// logarithm, exponential and trigonometry of the polar form.
+fn pow_u64(mut z: Complex64, mut e: u64) -> Complex64 {
+    let mut acc = Complex64::new(1.0, 0.0);
+    while e > 0 {
+        if e & 1 == 1 {
+            acc *= z;
+        }
+        e >>= 1;
+        if e > 0 {
+            z *= z;
+        }
+    }
+    acc
 }
 
 impl Pmf {
@@ -285,23 +306,29 @@ impl Pmf {
         let (tl, tu) = self_convolve_bounds(&self.probs, times, TAIL_MASS_TRUNCATION);
         let out_len = (tu - tl + 1).max(1) as usize;
         let n = next_fast_len(out_len.max(self.probs.len()));
-        let (fwd, inv) = ffts.plans(n);
+        let fwd = ffts.forward(n);
         let mut buf: Vec<Complex64> = vec![Complex64::new(0.0, 0.0); n];
         for (b, &p) in buf.iter_mut().zip(&self.probs) {
             b.re = p;
         }
         fwd.process(&mut buf);
         let t = times as f64;
-        for z in &mut buf {
-            let r = z.norm();
-            if r == 0.0 {
-                continue;
+        // The input is real, so the spectrum is conjugate-symmetric: raise the
+        // first half to the power and mirror it. Coefficients whose power
+        // underflows are set to zero without the trigonometry.
+        // |z|^T underflows exactly when |z|^2 < exp(-2 * 745 / T).
+        let tiny = (-1490.0 / t).exp();
+        let half = n / 2;
+        for k in 0..=half {
+            let z = buf[k];
+            let w = if z.norm_sqr() < tiny { Complex64::new(0.0, 0.0) } else { pow_u64(z, times) };
+            // Stored conjugated: the forward FFT below then inverts.
+            buf[k] = w.conj();
+            if k != 0 && n - k != k {
+                buf[n - k] = w;
             }
-            let theta = z.arg() * t;
-            let m = (t * r.ln()).exp();
-            *z = Complex64::new(m * theta.cos(), m * theta.sin());
         }
-        inv.process(&mut buf);
+        fwd.process(&mut buf);
         let scale = 1.0 / n as f64;
         let shift = tl.rem_euclid(n as i64) as usize;
         let probs: Vec<f64> = (0..out_len).map(|i| buf[(i + shift) % n].re * scale).collect();
@@ -313,7 +340,7 @@ impl Pmf {
     fn compose(&self, other: &Pmf, ffts: &mut Ffts) -> Pmf {
         let len = self.probs.len() + other.probs.len() - 1;
         let n = next_fast_len(len);
-        let (fwd, inv) = ffts.plans(n);
+        let fwd = ffts.forward(n);
         let mut a: Vec<Complex64> = vec![Complex64::new(0.0, 0.0); n];
         let mut b = a.clone();
         for (x, &p) in a.iter_mut().zip(&self.probs) {
@@ -325,14 +352,20 @@ impl Pmf {
         fwd.process(&mut a);
         fwd.process(&mut b);
         for (x, y) in a.iter_mut().zip(&b) {
-            *x *= y;
+            *x = (*x * y).conj();
         }
-        inv.process(&mut a);
+        fwd.process(&mut a);
         let scale = 1.0 / n as f64;
         let probs: Vec<f64> = a[..len].iter().map(|z| z.re * scale).collect();
         let inf = self.infinity_mass + other.infinity_mass - self.infinity_mass * other.infinity_mass;
         let (offset, probs, right) = truncate_tails(probs, TAIL_MASS_TRUNCATION);
         Pmf { lower: self.lower + other.lower + offset as i64, probs, infinity_mass: (inf + right).min(1.0) }
+    }
+
+    /// The same PMF with at most `1e-15` of tail mass moved pessimistically.
+    fn truncated(self) -> Pmf {
+        let (offset, probs, right) = truncate_tails(self.probs, TAIL_MASS_TRUNCATION);
+        Pmf { lower: self.lower + offset as i64, probs, infinity_mass: (self.infinity_mass + right).min(1.0) }
     }
 
     /// Smallest epsilon >= 0 whose hockey-stick divergence is at most `delta`.
@@ -445,18 +478,18 @@ impl PldAccountant {
             return Ok(());
         }
         let d = self.discretization;
-        let mut ffts = Ffts::new();
-        let remove = SubsampledGaussian { q, sigma, adjacency: Adjacency::Remove }.pmf(d).self_compose(count, &mut ffts);
-        let add = if q == 1.0 {
-            remove.clone()
+        let one = |adjacency| SubsampledGaussian { q, sigma, adjacency }.pmf(d).self_compose(count, &mut Ffts::new());
+        let (remove, add) = if q == 1.0 {
+            // Without subsampling both adjacencies have the same PLD.
+            let r = one(Adjacency::Remove);
+            (r.clone(), r)
         } else {
-            SubsampledGaussian { q, sigma, adjacency: Adjacency::Add }.pmf(d).self_compose(count, &mut ffts)
+            rayon::join(|| one(Adjacency::Remove), || one(Adjacency::Add))
         };
+        let mut ffts = Ffts::new();
         self.pmfs = Some(match self.pmfs.take() {
-            None => {
-                let identity = Pmf { lower: 0, probs: vec![1.0], infinity_mass: 0.0 };
-                (identity.compose(&remove, &mut ffts), identity.compose(&add, &mut ffts))
-            }
+            // Composing with the identity PLD only truncates the tails.
+            None => (remove.truncated(), add.truncated()),
             Some((r, a)) => (r.compose(&remove, &mut ffts), a.compose(&add, &mut ffts)),
         });
         Ok(())
@@ -496,6 +529,16 @@ impl PldAccountant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn complex_power_matches_polar_form() {
+        let z = Complex64::new(0.6, -0.7);
+        for e in [0u64, 1, 2, 7, 100, 1001] {
+            let want = Complex64::from_polar(z.norm().powf(e as f64), z.arg() * e as f64);
+            let got = pow_u64(z, e);
+            assert!((got - want).norm() <= 1e-12 * want.norm().max(1e-300), "e={e} {got} {want}");
+        }
+    }
 
     #[test]
     fn fast_len_is_smooth_and_not_smaller() {

@@ -98,7 +98,13 @@ pub(crate) fn log_erfc(x: f64) -> f64 {
 /// `log_ndtr` (so it stays accurate for `p` as small as `1e-300`).
 pub(crate) fn ndtri(p: f64) -> f64 {
     if !(p > 0.0 && p < 1.0) {
-        return if p <= 0.0 { f64::NEG_INFINITY } else if p >= 1.0 { f64::INFINITY } else { f64::NAN };
+        return if p <= 0.0 {
+            f64::NEG_INFINITY
+        } else if p >= 1.0 {
+            f64::INFINITY
+        } else {
+            f64::NAN
+        };
     }
     if p > 0.5 {
         return -ndtri(1.0 - p);
