@@ -122,8 +122,8 @@ fn compare_with_flower(python: &str) {
     );
     let times: serde_json::Value = serde_json::from_slice(&out.stdout).expect("flower timings");
     println!(
-        "{:<18} {:>12} {:>12} {:>9} {:>12}",
-        "method", "flower_s", "ours_s", "ratio", "max_abs_diff"
+        "{:<18} {:>12} {:>12} {:>9} {:>12} {:>8}",
+        "method", "flower_s", "ours_s", "ratio", "max_abs_diff", "n>1e-6"
     );
     for (name, m) in methods(n, f) {
         let mut ts = Vec::new();
@@ -143,13 +143,21 @@ fn compare_with_flower(python: &str) {
         let reference =
             read_npy(Path::new(&dir.join(format!("{name}.npy")))).expect("flower output");
         let got = last.expect("ran").params;
-        let diff = got
+        let diffs: Vec<f64> = got
             .iter()
             .zip(&reference.data)
             .map(|(&a, &b)| (f64::from(a) - b).abs())
-            .fold(0.0, f64::max);
+            .collect();
+        let diff = diffs.iter().copied().fold(0.0, f64::max);
+        // Coordinates off by more than 1e-6 (relative above 1).
+        let over = reference
+            .data
+            .iter()
+            .zip(&diffs)
+            .filter(|(b, &e)| e > 1e-6 * b.abs().max(1.0))
+            .count();
         println!(
-            "{name:<18} {flower:>12.4} {ours:>12.4} {:>8.1}x {diff:>12.2e}",
+            "{name:<18} {flower:>12.4} {ours:>12.4} {:>8.1}x {diff:>12.2e} {over:>8}",
             flower / ours
         );
     }

@@ -164,6 +164,12 @@ pub fn multi_krum(
 /// the clients not yet selected, then per coordinate averages the
 /// `beta = theta - 2f` selected values closest to the selected clients'
 /// coordinate-wise median. Returns the clients in selection order.
+///
+/// One difference from Flower remains: when two selected values are exactly
+/// as far (in `f32`) from the median at the `beta`-th place, which one is
+/// averaged depends on NumPy's `argpartition` internals; here it is whichever
+/// Rust's `select_nth_unstable` keeps. Ties need equal `f32` distances, so
+/// they are rare, but on a million parameters a few coordinates hit one.
 pub fn bulyan(x: ArrayView2<'_, f32>, byzantine: usize) -> Result<(Array1<f32>, Vec<usize>)> {
     let (n, d) = x.dim();
     let f = byzantine;
