@@ -72,6 +72,9 @@ pub struct AuditReport {
     pub stages: Vec<Stage>,
     /// The gate's verdict.
     pub verdict: Verdict,
+    /// How the gate was reached where it differs from the reports' verdicts.
+    #[serde(default)]
+    pub gate_notes: Vec<String>,
     /// The effective policy after overrides.
     pub policy: EffectivePolicy,
     /// Every control: ran, skipped (and why), or disabled (and why).
@@ -92,29 +95,69 @@ pub struct AuditReport {
 
 impl AuditReport {
     /// Assemble from a finished run.
-    pub fn new(title: &str, policy: &EffectivePolicy, stages: &[Stage], run: &RunSummary, cx: &Context) -> Self {
+    pub fn new(
+        title: &str,
+        policy: &EffectivePolicy,
+        stages: &[Stage],
+        run: &RunSummary,
+        cx: &Context,
+    ) -> Self {
         let mut posture = Vec::new();
         for c in &policy.controls {
-            let ran: Vec<&Report> = run.reports.iter().filter(|r| control_of(&r.defense) == c.name).collect();
+            let ran: Vec<&Report> = run
+                .reports
+                .iter()
+                .filter(|r| control_of(&r.defense) == c.name)
+                .collect();
             let skipped: Option<&Skipped> = run.skipped.iter().find(|s| s.name == c.name);
             let item = if let Some(r) = ran.first() {
-                PostureItem { name: r.defense.clone(), layer: c.layer, stage: c.stage, status: "ran".into(), verdict: Some(r.verdict), note: r.summary.clone() }
+                PostureItem {
+                    name: r.defense.clone(),
+                    layer: c.layer,
+                    stage: c.stage,
+                    status: "ran".into(),
+                    verdict: Some(r.verdict),
+                    note: r.summary.clone(),
+                }
             } else if let Some(s) = skipped {
-                PostureItem { name: c.name.clone(), layer: c.layer, stage: c.stage, status: "skipped".into(), verdict: Some(s.verdict), note: s.reason.clone() }
+                PostureItem {
+                    name: c.name.clone(),
+                    layer: c.layer,
+                    stage: c.stage,
+                    status: "skipped".into(),
+                    verdict: Some(s.verdict),
+                    note: s.reason.clone(),
+                }
             } else if !c.enabled {
-                PostureItem { name: c.name.clone(), layer: c.layer, stage: c.stage, status: "disabled".into(), verdict: None, note: c.why.clone() }
+                PostureItem {
+                    name: c.name.clone(),
+                    layer: c.layer,
+                    stage: c.stage,
+                    status: "disabled".into(),
+                    verdict: None,
+                    note: c.why.clone(),
+                }
             } else {
-                PostureItem { name: c.name.clone(), layer: c.layer, stage: c.stage, status: "not in this stage".into(), verdict: None, note: format!("runs at the {} stage", c.stage) }
+                PostureItem {
+                    name: c.name.clone(),
+                    layer: c.layer,
+                    stage: c.stage,
+                    status: "not in this stage".into(),
+                    verdict: None,
+                    note: format!("runs at the {} stage", c.stage),
+                }
             };
             posture.push(item);
         }
         Self {
             schema: SCHEMA.into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
-            generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            generated_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                .to_string(),
             title: title.into(),
             stages: stages.to_vec(),
             verdict: run.verdict,
+            gate_notes: run.notes.clone(),
             policy: policy.clone(),
             posture,
             reports: run.reports.clone(),
@@ -128,7 +171,8 @@ impl AuditReport {
     /// Write `report.json`, `report.md` and `report.html` into `dir` (each atomically).
     pub fn write_all(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| mithridate_core::Error::io(dir, e))?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| mithridate_core::Error::data(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| mithridate_core::Error::data(e.to_string()))?;
         write_bytes_atomic(&dir.join("report.json"), &json)?;
         write_bytes_atomic(&dir.join("report.md"), self.to_markdown().as_bytes())?;
         write_bytes_atomic(&dir.join("report.html"), self.to_html().as_bytes())?;
@@ -139,25 +183,62 @@ impl AuditReport {
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# {}\n", self.title);
-        let _ = writeln!(s, "**Gate: {}** · tier **{}** · stages {} · mithridate {} · {}\n", self.verdict, self.policy.tier,
-            self.stages.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "), self.tool_version, self.generated_at);
-        let _ = writeln!(s, "## Posture\n\nTier requirement: {}.\n", self.policy.requirement);
-        let _ = writeln!(s, "| control | layer | stage | status | verdict | note |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "**Gate: {}** · tier **{}** · stages {} · mithridate {} · {}\n",
+            self.verdict,
+            self.policy.tier,
+            self.stages
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.tool_version,
+            self.generated_at
+        );
+        for n in &self.gate_notes {
+            let _ = writeln!(s, "> {n}\n");
+        }
+        let _ = writeln!(
+            s,
+            "## Posture\n\nTier requirement: {}.\n",
+            self.policy.requirement
+        );
+        let _ = writeln!(
+            s,
+            "| control | layer | stage | status | verdict | note |\n|---|---|---|---|---|---|"
+        );
         for p in &self.posture {
-            let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} |", p.name, p.layer, p.stage, p.status,
-                p.verdict.map_or_else(String::new, |v| v.to_string()), md_cell(&p.note));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                p.name,
+                p.layer,
+                p.stage,
+                p.status,
+                p.verdict.map_or_else(String::new, |v| v.to_string()),
+                md_cell(&p.note)
+            );
         }
         for t in &self.tables {
             let _ = writeln!(s, "\n## {}\n", t.title);
             let _ = writeln!(s, "| {} |", t.columns.join(" | "));
             let _ = writeln!(s, "|{}", "---|".repeat(t.columns.len()));
             for r in &t.rows {
-                let _ = writeln!(s, "| {} |", r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "));
+                let _ = writeln!(
+                    s,
+                    "| {} |",
+                    r.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+                );
             }
         }
         let _ = writeln!(s, "\n## Controls\n");
         for r in &self.reports {
-            let _ = writeln!(s, "### {} ({} / {}) — {}\n\n{}\n", r.defense, r.layer, r.stage, r.verdict, r.summary);
+            let _ = writeln!(
+                s,
+                "### {} ({} / {}) — {}\n\n{}\n",
+                r.defense, r.layer, r.stage, r.verdict, r.summary
+            );
             if !r.metrics.is_empty() {
                 let _ = writeln!(s, "| metric | value |\n|---|---|");
                 for (k, v) in &r.metrics {
@@ -166,11 +247,25 @@ impl AuditReport {
             }
             for f in r.findings.iter().take(20) {
                 let tags: Vec<String> = f.tags.iter().map(ToString::to_string).collect();
-                let _ = writeln!(s, "- score {} — {} [{}]{}", fmt_num(f.score), f.reason, tags.join(", "),
-                    if f.ids.is_empty() { String::new() } else { format!(" (samples: {})", ids_text(&f.ids, 12)) });
+                let _ = writeln!(
+                    s,
+                    "- score {} — {} [{}]{}",
+                    fmt_num(f.score),
+                    f.reason,
+                    tags.join(", "),
+                    if f.ids.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (samples: {})", ids_text(&f.ids, 12))
+                    }
+                );
             }
             if r.findings.len() > 20 {
-                let _ = writeln!(s, "- … {} more findings in report.json", r.findings.len() - 20);
+                let _ = writeln!(
+                    s,
+                    "- … {} more findings in report.json",
+                    r.findings.len() - 20
+                );
             }
             s.push('\n');
         }
@@ -178,11 +273,25 @@ impl AuditReport {
         if !self.quarantine.is_empty() {
             let _ = writeln!(s, "| id | score | reasons |\n|---|---|---|");
             for q in self.quarantine.iter().take(100) {
-                let reasons: Vec<String> = q.reasons.iter().map(|r| format!("{}: {}", r.detector, r.message)).collect();
-                let _ = writeln!(s, "| {} | {} | {} |", q.id, fmt_num(q.score), md_cell(&reasons.join("; ")));
+                let reasons: Vec<String> = q
+                    .reasons
+                    .iter()
+                    .map(|r| format!("{}: {}", r.detector, r.message))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} |",
+                    q.id,
+                    fmt_num(q.score),
+                    md_cell(&reasons.join("; "))
+                );
             }
         }
-        let _ = writeln!(s, "\n## Effective policy\n\n```\n{}```", self.policy.to_text());
+        let _ = writeln!(
+            s,
+            "\n## Effective policy\n\n```\n{}```",
+            self.policy.to_text()
+        );
         s
     }
 

@@ -52,8 +52,6 @@ pub struct DataConfig {
     pub id_column: Option<String>,
     /// Text column.
     pub text_column: Option<String>,
-    /// Width of square images (for trigger tests), when features are pixels.
-    pub image_side: Option<usize>,
     /// Known-trigger suite file (TOML or JSON).
     pub trigger_suite: Option<PathBuf>,
 }
@@ -76,6 +74,10 @@ pub struct Thresholds {
     pub canary_min_pass: f64,
     /// Number of canaries planted.
     pub canaries: usize,
+    /// Whether quarantined poison fails the gate by itself (default: only at
+    /// the high tier; elsewhere the quarantine is the remedy and the release
+    /// checks decide).
+    pub block_on_quarantine: Option<bool>,
 }
 
 impl Default for Thresholds {
@@ -88,6 +90,7 @@ impl Default for Thresholds {
             delta: 1e-5,
             canary_min_pass: 0.9,
             canaries: 10,
+            block_on_quarantine: None,
         }
     }
 }
@@ -99,7 +102,10 @@ impl Thresholds {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(Error::param(format!("thresholds.{name}"), format!("must be in [0, 1], got {v}")))
+                Err(Error::param(
+                    format!("thresholds.{name}"),
+                    format!("must be in [0, 1], got {v}"),
+                ))
             }
         };
         unit("fp_budget", self.fp_budget)?;
@@ -107,7 +113,10 @@ impl Thresholds {
         unit("max_asr", self.max_asr)?;
         unit("canary_min_pass", self.canary_min_pass)?;
         if !(self.target_epsilon.is_finite() && self.target_epsilon > 0.0) {
-            return Err(Error::param("thresholds.target_epsilon", "must be a positive number"));
+            return Err(Error::param(
+                "thresholds.target_epsilon",
+                "must be a positive number",
+            ));
         }
         if !(self.delta > 0.0 && self.delta < 1.0) {
             return Err(Error::param("thresholds.delta", "must be in (0, 1)"));
@@ -154,12 +163,16 @@ impl Config {
     /// Parse TOML text; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() as u64 + 1);
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() as u64 + 1);
             let mut loc = Location::file(path);
             loc.line = line;
             Error::parse(loc, e.message().to_owned())
         })?;
-        cfg.thresholds.check().map_err(|e| Error::parse(Location::file(path), e.to_string()))?;
+        cfg.thresholds
+            .check()
+            .map_err(|e| Error::parse(Location::file(path), e.to_string()))?;
         Ok(cfg)
     }
 
@@ -211,17 +224,32 @@ partitions = 20
         let c = Config::parse(t, Path::new("m.toml")).unwrap();
         assert_eq!(c.tier, Some(Tier::High));
         assert_eq!(c.thresholds.max_asr, 0.02);
-        assert_eq!(c.thresholds.min_accuracy, 0.85, "unset thresholds keep defaults");
+        assert_eq!(
+            c.thresholds.min_accuracy, 0.85,
+            "unset thresholds keep defaults"
+        );
         assert_eq!(c.training.mode, Some(TrainingMode::Certified));
     }
 
     #[test]
     fn unknown_keys_and_bad_values_name_key_and_line() {
-        let err = Config::parse("seed = 1\n[thresholds]\nmax_asrr = 0.1\n", Path::new("m.toml")).unwrap_err().to_string();
-        assert!(err.contains("m.toml:line 3") && err.contains("max_asrr"), "{err}");
-        let err = Config::parse("[thresholds]\nmax_asr = 3.0\n", Path::new("m.toml")).unwrap_err().to_string();
+        let err = Config::parse(
+            "seed = 1\n[thresholds]\nmax_asrr = 0.1\n",
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("m.toml:line 3") && err.contains("max_asrr"),
+            "{err}"
+        );
+        let err = Config::parse("[thresholds]\nmax_asr = 3.0\n", Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("thresholds.max_asr"), "{err}");
-        let err = Config::parse("tier = \"extreme\"\n", Path::new("m.toml")).unwrap_err().to_string();
+        let err = Config::parse("tier = \"extreme\"\n", Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 }

@@ -62,8 +62,16 @@ pub fn render(r: &AuditReport) -> String {
         esc(&r.schema)
     );
 
+    for n in &r.gate_notes {
+        let _ = write!(h, "<p class=\"meta\">{}</p>", esc(n));
+    }
     // Posture: the auditor's first question.
-    let _ = write!(h, "<h2 id=\"posture\">Posture</h2><p>Tier <b>{}</b> requires {}.</p>", r.policy.tier, esc(&r.policy.requirement));
+    let _ = write!(
+        h,
+        "<h2 id=\"posture\">Posture</h2><p>Tier <b>{}</b> requires {}.</p>",
+        r.policy.tier,
+        esc(&r.policy.requirement)
+    );
     h.push_str("<table><tr><th>control</th><th>layer</th><th>stage</th><th>status</th><th>verdict</th><th>note</th></tr>");
     for p in &r.posture {
         let _ = write!(
@@ -122,33 +130,70 @@ pub fn render(r: &AuditReport) -> String {
             h.push_str("</table>");
         }
         if !rep.scores.is_empty() {
-            h.push_str(&histogram(&rep.scores, &format!("{} — per-sample scores", rep.defense)));
+            h.push_str(&histogram(
+                &rep.scores,
+                &format!("{} — per-sample scores", rep.defense),
+            ));
         }
         if !rep.findings.is_empty() {
             let _ = write!(h, "<p><b>{} findings</b></p><ul>", rep.findings.len());
             for f in rep.findings.iter().take(25) {
-                let tags: String = f.tags.iter().map(|t| format!("<span class=\"tag\" title=\"{}\">{}</span>", esc(&t.title), esc(&t.to_string()))).collect();
-                let _ = write!(h, "<li>score {} — {} {tags}", fmt_num(f.score), esc(&f.reason));
+                let tags: String = f
+                    .tags
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "<span class=\"tag\" title=\"{}\">{}</span>",
+                            esc(&t.title),
+                            esc(&t.to_string())
+                        )
+                    })
+                    .collect();
+                let _ = write!(
+                    h,
+                    "<li>score {} — {} {tags}",
+                    fmt_num(f.score),
+                    esc(&f.reason)
+                );
                 if !f.ids.is_empty() {
-                    let _ = write!(h, "<br><span class=\"meta\">samples: {}</span>", esc(&ids_text(&f.ids, 16)));
+                    let _ = write!(
+                        h,
+                        "<br><span class=\"meta\">samples: {}</span>",
+                        esc(&ids_text(&f.ids, 16))
+                    );
                 }
                 h.push_str(&detail_image(&f.detail));
                 h.push_str("</li>");
             }
             if rep.findings.len() > 25 {
-                let _ = write!(h, "<li class=\"meta\">… {} more in report.json</li>", rep.findings.len() - 25);
+                let _ = write!(
+                    h,
+                    "<li class=\"meta\">… {} more in report.json</li>",
+                    rep.findings.len() - 25
+                );
             }
             h.push_str("</ul>");
         }
         h.push_str("</div>");
     }
 
-    let _ = write!(h, "<h2 id=\"quarantine\">Quarantine ({} samples)</h2>", r.quarantine.len());
+    let _ = write!(
+        h,
+        "<h2 id=\"quarantine\">Quarantine ({} samples)</h2>",
+        r.quarantine.len()
+    );
     if !r.quarantine.is_empty() {
         h.push_str("<table><tr><th>id</th><th>score</th><th>status</th><th>reasons</th><th>trigger</th></tr>");
         for q in r.quarantine.iter().take(200) {
-            let reasons: Vec<String> = q.reasons.iter().map(|x| format!("{} ({}): {}", x.detector, fmt_num(x.score), x.message)).collect();
-            let status = serde_json::to_value(&q.status).ok().and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned)).unwrap_or_default();
+            let reasons: Vec<String> = q
+                .reasons
+                .iter()
+                .map(|x| format!("{} ({}): {}", x.detector, fmt_num(x.score), x.message))
+                .collect();
+            let status = serde_json::to_value(&q.status)
+                .ok()
+                .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
+                .unwrap_or_default();
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -156,17 +201,33 @@ pub fn render(r: &AuditReport) -> String {
                 fmt_num(q.score),
                 esc(&status),
                 esc(&reasons.join("; ")),
-                esc(&q.trigger.as_ref().map(ToString::to_string).unwrap_or_default())
+                esc(&q
+                    .trigger
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default())
             );
         }
         h.push_str("</table>");
         if r.quarantine.len() > 200 {
-            let _ = write!(h, "<p class=\"meta\">… {} more in report.json</p>", r.quarantine.len() - 200);
+            let _ = write!(
+                h,
+                "<p class=\"meta\">… {} more in report.json</p>",
+                r.quarantine.len() - 200
+            );
         }
     }
-    let _ = write!(h, "<h2>Effective policy</h2><pre>{}</pre>", esc(&r.policy.to_text()));
+    let _ = write!(
+        h,
+        "<h2>Effective policy</h2><pre>{}</pre>",
+        esc(&r.policy.to_text())
+    );
     if !r.artifacts.is_empty() {
-        let _ = write!(h, "<h2>Artifacts</h2><pre>{}</pre>", esc(&serde_json::to_string_pretty(&r.artifacts).unwrap_or_default()));
+        let _ = write!(
+            h,
+            "<h2>Artifacts</h2><pre>{}</pre>",
+            esc(&serde_json::to_string_pretty(&r.artifacts).unwrap_or_default())
+        );
     }
     h.push_str("</main></body></html>\n");
     h
@@ -180,7 +241,10 @@ fn detail_image(d: &serde_json::Value) -> String {
         return format!("<br><img alt=\"recovered trigger\" width=\"96\" height=\"96\" src=\"data:image/svg+xml;base64,{b}\">");
     }
     if let Some(png) = d.get("image_png_base64").and_then(|v| v.as_str()) {
-        if png.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')) {
+        if png
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+        {
             return format!("<br><img alt=\"recovered trigger\" width=\"96\" height=\"96\" src=\"data:image/png;base64,{png}\">");
         }
     }
@@ -193,9 +257,17 @@ pub fn histogram(values: &[f64], title: &str) -> String {
     if v.is_empty() {
         return String::new();
     }
-    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
     let bins = 30usize;
-    let width = if hi > lo { (hi - lo) / bins as f64 } else { 1.0 };
+    let width = if hi > lo {
+        (hi - lo) / bins as f64
+    } else {
+        1.0
+    };
     let mut counts = vec![0usize; bins];
     for x in &v {
         let b = (((x - lo) / width) as usize).min(bins - 1);
@@ -205,10 +277,17 @@ pub fn histogram(values: &[f64], title: &str) -> String {
     let (w, hgt, pad) = (480.0, 200.0, 30.0);
     let bw = (w - 2.0 * pad) / bins as f64;
     let mut s = format!("<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{hgt}\" role=\"img\" aria-label=\"{}\">", esc(title));
-    let _ = write!(s, "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{hgt}\" fill=\"#fff\"/>");
+    let _ = write!(
+        s,
+        "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{hgt}\" fill=\"#fff\"/>"
+    );
     for (i, &c) in counts.iter().enumerate() {
         // Log-scaled heights: a few poisoned samples stay visible beside thousands of clean ones.
-        let frac = if c == 0 { 0.0 } else { (1.0 + c as f64).ln() / (1.0 + max).ln() };
+        let frac = if c == 0 {
+            0.0
+        } else {
+            (1.0 + c as f64).ln() / (1.0 + max).ln()
+        };
         let bh = frac * (hgt - 2.0 * pad);
         let _ = write!(
             s,
@@ -235,20 +314,45 @@ pub fn histogram(values: &[f64], title: &str) -> String {
 
 /// SVG line chart of a [`Series`].
 pub fn line_chart(sr: &Series) -> String {
-    let pts: Vec<(f64, f64)> = sr.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let pts: Vec<(f64, f64)> = sr
+        .points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
     if pts.is_empty() {
         return String::new();
     }
     let (w, hgt, pad) = (480.0, 240.0, 40.0);
-    let (xlo, xhi) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (ylo, yhi) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (xlo, xhi) = pts
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let (ylo, yhi) = pts
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
     let (ylo, yhi) = (ylo.min(0.0), if yhi > ylo { yhi } else { ylo + 1.0 });
-    let xs = |x: f64| pad + if xhi > xlo { (x - xlo) / (xhi - xlo) } else { 0.5 } * (w - 2.0 * pad);
+    let xs = |x: f64| {
+        pad + if xhi > xlo {
+            (x - xlo) / (xhi - xlo)
+        } else {
+            0.5
+        } * (w - 2.0 * pad)
+    };
     let ys = |y: f64| hgt - pad - (y - ylo) / (yhi - ylo) * (hgt - 2.0 * pad);
     let mut s = format!("<figure><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{hgt}\" role=\"img\" aria-label=\"{}\">", esc(&sr.title));
-    let _ = write!(s, "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{hgt}\" fill=\"#fff\"/>");
+    let _ = write!(
+        s,
+        "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{hgt}\" fill=\"#fff\"/>"
+    );
     let _ = write!(s, "<line x1=\"{pad}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#555\"/><line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{b}\" stroke=\"#555\"/>", b = hgt - pad, r = w - pad);
-    let poly: Vec<String> = pts.iter().map(|&(x, y)| format!("{:.1},{:.1}", xs(x), ys(y))).collect();
+    let poly: Vec<String> = pts
+        .iter()
+        .map(|&(x, y)| format!("{:.1},{:.1}", xs(x), ys(y)))
+        .collect();
     let _ = write!(s, "<polyline class=\"line\" fill=\"none\" stroke=\"#c62828\" stroke-width=\"2\" points=\"{}\"/>", poly.join(" "));
     for &(x, y) in &pts {
         let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#c62828\"><title>{}: {}</title></circle>", xs(x), ys(y), fmt_num(x), fmt_num(y));
@@ -277,14 +381,22 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(esc("<script>alert('x')&\"</script>"), "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;");
+        assert_eq!(
+            esc("<script>alert('x')&\"</script>"),
+            "&lt;script&gt;alert(&#39;x&#39;)&amp;&quot;&lt;/script&gt;"
+        );
     }
 
     #[test]
     fn plots_have_one_bar_per_bin_and_one_point_per_value() {
         let h = histogram(&[0.0, 1.0, 1.0, 5.0], "t");
         assert_eq!(h.matches("class=\"bar\"").count(), 30);
-        let s = Series { title: "acc".into(), x_label: "eps".into(), y_label: "acc".into(), points: vec![(1.0, 0.8), (3.0, 0.9), (8.0, 0.95)] };
+        let s = Series {
+            title: "acc".into(),
+            x_label: "eps".into(),
+            y_label: "acc".into(),
+            points: vec![(1.0, 0.8), (3.0, 0.9), (8.0, 0.95)],
+        };
         assert_eq!(line_chart(&s).matches("<circle").count(), 3);
         assert!(histogram(&[f64::NAN], "t").is_empty());
     }

@@ -8,8 +8,8 @@
 //! use mithridate_policy::{Config, EffectivePolicy, Inputs, Pipeline, Tier};
 //! use mithridate_core::{Context, Stage, datasets::digits};
 //! let policy = EffectivePolicy::new(Tier::Medium, &Config::default())?;
-//! let inputs = Inputs { image_side: Some(8), pixel_max: 16.0, ..Default::default() };
-//! let pipe = Pipeline::build(policy, &inputs, 10)?;
+//! let inputs = Inputs::default();
+//! let pipe = Pipeline::build(policy, &inputs)?;
 //! let mut cx = Context::new(42).with_dataset(digits());
 //! let run = pipe.run(&mut cx, &[Stage::Ingest, Stage::Train])?;
 //! println!("gate: {}", run.verdict);

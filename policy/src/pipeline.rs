@@ -9,8 +9,6 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use mithridate_core::attack::PatchPosition;
-use mithridate_validation::{TriggerKind, TriggerSpec, TriggerSuite};
 use mithridate_core::{Context, Defense, Error, Layer, Report, Result, Stage, Verdict};
 
 use crate::config::{Config, Thresholds, TrainingMode};
@@ -59,6 +57,8 @@ pub struct EffectivePolicy {
     pub partitions: usize,
     /// Whether manifests must be signed by an allow-listed key.
     pub require_signed_sources: bool,
+    /// Whether poison found and quarantined at ingest fails the gate by itself.
+    pub block_on_quarantine: bool,
     /// Every control, on or off.
     pub controls: Vec<Control>,
     /// Seed.
@@ -69,7 +69,10 @@ fn tier_default(tier: Tier, name: &str) -> (bool, &'static str) {
     use Tier::*;
     match (tier, name) {
         (_, "provenance-verify") => (true, "every tier verifies provenance"),
-        (_, "train") => (true, "the built-in trainer trains between ingest and release"),
+        (_, "train") => (
+            true,
+            "the built-in trainer trains between ingest and release",
+        ),
         (_, "holdout-gate") => (true, "every tier validates on a clean holdout"),
         (Low, "backdoor-trigger-test") => (true, "low tier: backdoor tests before production use"),
         (_, "backdoor-trigger-test") => (true, "backdoor tests on every release"),
@@ -78,8 +81,14 @@ fn tier_default(tier: Tier, name: &str) -> (bool, &'static str) {
         (Low, "canary-plant" | "canary-assert") => (false, "low tier does not require canaries"),
         (Medium, "canary-plant" | "canary-assert") => (true, "medium tier: canaries on by default"),
         (High, "canary-plant" | "canary-assert") => (true, "high tier runs all five layers"),
-        (High, "unknown-trigger-scan") => (true, "high tier searches for unknown triggers on every release"),
-        (_, "unknown-trigger-scan") => (false, "only the high tier requires the unknown-trigger search"),
+        (High, "unknown-trigger-scan") => (
+            true,
+            "high tier searches for unknown triggers on every release",
+        ),
+        (_, "unknown-trigger-scan") => (
+            false,
+            "only the high tier requires the unknown-trigger search",
+        ),
         _ => (false, "not part of this tier"),
     }
 }
@@ -91,7 +100,10 @@ impl EffectivePolicy {
         for n in cfg.defenses.add.iter().chain(&cfg.defenses.remove) {
             if !CONTROLS.iter().any(|(c, _, _)| c == n) {
                 let known: Vec<&str> = CONTROLS.iter().map(|c| c.0).collect();
-                return Err(Error::param("defenses", format!("unknown control {n:?}; known: {}", known.join(", "))));
+                return Err(Error::param(
+                    "defenses",
+                    format!("unknown control {n:?}; known: {}", known.join(", ")),
+                ));
             }
         }
         let controls = CONTROLS
@@ -107,7 +119,13 @@ impl EffectivePolicy {
                     enabled = false;
                     why = "removed by [defenses].remove".into();
                 }
-                Control { name: name.into(), layer, stage, enabled, why }
+                Control {
+                    name: name.into(),
+                    layer,
+                    stage,
+                    enabled,
+                    why,
+                }
             })
             .collect();
         let training = cfg.training.mode.unwrap_or(match tier {
@@ -115,7 +133,10 @@ impl EffectivePolicy {
             _ => TrainingMode::Plain,
         });
         if tier == Tier::High && training == TrainingMode::Plain {
-            return Err(Error::param("training.mode", "the high tier requires DP or certified training"));
+            return Err(Error::param(
+                "training.mode",
+                "the high tier requires DP or certified training",
+            ));
         }
         Ok(Self {
             tier,
@@ -124,6 +145,10 @@ impl EffectivePolicy {
             training,
             partitions: cfg.training.partitions.unwrap_or(50),
             require_signed_sources: tier == Tier::High,
+            block_on_quarantine: cfg
+                .thresholds
+                .block_on_quarantine
+                .unwrap_or(tier == Tier::High),
             controls,
             seed: cfg.seed.unwrap_or(42),
         })
@@ -141,7 +166,10 @@ impl EffectivePolicy {
             "training: {:?}{}; signed sources required: {}\n",
             self.training,
             if self.training == TrainingMode::Dp {
-                format!(" (target epsilon {}, delta {})", self.thresholds.target_epsilon, self.thresholds.delta)
+                format!(
+                    " (target epsilon {}, delta {})",
+                    self.thresholds.target_epsilon, self.thresholds.delta
+                )
             } else if self.training == TrainingMode::Certified {
                 format!(" ({} partitions)", self.partitions)
             } else {
@@ -151,8 +179,8 @@ impl EffectivePolicy {
         ));
         let t = &self.thresholds;
         s.push_str(&format!(
-            "thresholds: fp_budget {} · min_accuracy {} · max_asr {} · canary_min_pass {}\n",
-            t.fp_budget, t.min_accuracy, t.max_asr, t.canary_min_pass
+            "thresholds: fp_budget {} · min_accuracy {} · max_asr {} · canary_min_pass {} · quarantined poison blocks the gate: {}\n",
+            t.fp_budget, t.min_accuracy, t.max_asr, t.canary_min_pass, self.block_on_quarantine
         ));
         for c in &self.controls {
             s.push_str(&format!(
@@ -175,13 +203,8 @@ pub struct Inputs {
     pub manifest: Option<PathBuf>,
     /// Trusted signing keys.
     pub trusted_keys: Vec<PathBuf>,
-    /// Known-trigger suite file.
+    /// Known-trigger suite file (TOML or JSON, see `mithridate-validation`).
     pub trigger_suite: Option<PathBuf>,
-    /// Side of square images when features are pixels (enables the default
-    /// patch suite); `None` for non-image data.
-    pub image_side: Option<usize>,
-    /// Largest feature value (patch intensity of the default suite).
-    pub pixel_max: f32,
 }
 
 /// A control that was enabled but could not run, and why.
@@ -193,28 +216,6 @@ pub struct Skipped {
     pub reason: String,
     /// What the skip means for the gate (Fail when the tier requires it).
     pub verdict: Verdict,
-}
-
-/// The default known-trigger suite for square images: a solid patch (a third
-/// of the side) of the largest pixel value in each corner, each tested against
-/// every class as target.
-pub fn default_patch_suite(side: usize, value: f32, classes: usize) -> TriggerSuite {
-    let size = (side / 3).max(1);
-    let corners = [
-        (PatchPosition::TopLeft, "top-left"),
-        (PatchPosition::TopRight, "top-right"),
-        (PatchPosition::BottomLeft, "bottom-left"),
-        (PatchPosition::BottomRight, "bottom-right"),
-    ];
-    let triggers = corners
-        .into_iter()
-        .map(|(position, name)| TriggerSpec {
-            name: format!("patch-{size}x{size}-{name}"),
-            kind: TriggerKind::Patch { height: side, width: side, size, position, value, checker: false },
-            target: (0..classes as u32).collect(),
-        })
-        .collect();
-    TriggerSuite { triggers }
 }
 
 /// A policy turned into defenses.
@@ -231,15 +232,22 @@ impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("tier", &self.policy.tier)
-            .field("defenses", &self.defenses.iter().map(|d| d.name().to_owned()).collect::<Vec<_>>())
+            .field(
+                "defenses",
+                &self
+                    .defenses
+                    .iter()
+                    .map(|d| d.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .field("skipped", &self.skipped)
             .finish()
     }
 }
 
 impl Pipeline {
-    /// Build the defenses of `policy` for `inputs` and a dataset with `classes` classes.
-    pub fn build(policy: EffectivePolicy, inputs: &Inputs, classes: usize) -> Result<Self> {
+    /// Build the defenses of `policy` for `inputs`.
+    pub fn build(policy: EffectivePolicy, inputs: &Inputs) -> Result<Self> {
         let t = policy.thresholds.clone();
         let mut defenses: Vec<Box<dyn Defense>> = Vec::new();
         let mut skipped = Vec::new();
@@ -247,26 +255,39 @@ impl Pipeline {
             skipped.push(Skipped {
                 name: name.into(),
                 reason,
-                verdict: if required { Verdict::Fail } else { Verdict::Warn },
+                verdict: if required {
+                    Verdict::Fail
+                } else {
+                    Verdict::Warn
+                },
             });
         };
         for c in policy.controls.iter().filter(|c| c.enabled) {
             match c.name.as_str() {
-                "provenance-verify" => match &inputs.manifest {
-                    Some(m) => {
-                        if policy.require_signed_sources && inputs.trusted_keys.is_empty() {
-                            skip(&c.name, "the high tier needs allow-listed signing keys (data.trusted_keys)".into(), true);
-                        } else {
-                            defenses.push(Box::new(mithridate_provenance::VerifyDefense::new(
-                                m.clone(),
-                                inputs.trusted_keys.clone(),
-                            )));
+                "provenance-verify" => {
+                    match &inputs.manifest {
+                        Some(m) => {
+                            if policy.require_signed_sources && inputs.trusted_keys.is_empty() {
+                                skip(&c.name, "the high tier needs allow-listed signing keys (data.trusted_keys)".into(), true);
+                            } else {
+                                defenses.push(Box::new(mithridate_provenance::VerifyDefense::new(
+                                    m.clone(),
+                                    inputs.trusted_keys.clone(),
+                                )));
+                            }
                         }
+                        None => skip(
+                            &c.name,
+                            "no manifest given (data.manifest)".into(),
+                            policy.tier == Tier::High,
+                        ),
                     }
-                    None => skip(&c.name, "no manifest given (data.manifest)".into(), policy.tier == Tier::High),
-                },
+                }
                 "anomaly-scan" => {
-                    let params = mithridate_anomaly::ScanParams { fp_budget: t.fp_budget, ..Default::default() };
+                    let params = mithridate_anomaly::ScanParams {
+                        fp_budget: t.fp_budget,
+                        ..Default::default()
+                    };
                     defenses.push(Box::new(mithridate_anomaly::ScanDefense::new(params)));
                 }
                 "canary-plant" => defenses.push(Box::new(mithridate_canary::PlantCanaries::new(
@@ -275,35 +296,56 @@ impl Pipeline {
                 ))),
                 "train" => match policy.training {
                     TrainingMode::Plain => {
-                        defenses.push(Box::new(mithridate_robust::TrainDefense::new(mithridate_robust::TrainConfig::plain())))
+                        defenses.push(Box::new(mithridate_robust::TrainDefense::new(
+                            mithridate_robust::TrainConfig::plain(),
+                        )))
                     }
-                    TrainingMode::Dp => defenses.push(Box::new(mithridate_robust::TrainDefense::new(
-                        mithridate_robust::TrainConfig::dp(t.target_epsilon, t.delta),
-                    ))),
-                    TrainingMode::Certified => {
-                        defenses.push(Box::new(mithridate_robust::CertifiedTrainDefense::new(policy.partitions)))
+                    TrainingMode::Dp => {
+                        defenses.push(Box::new(mithridate_robust::TrainDefense::new(
+                            mithridate_robust::TrainConfig::dp(t.target_epsilon, t.delta),
+                        )))
                     }
+                    TrainingMode::Certified => defenses.push(Box::new(
+                        mithridate_robust::CertifiedTrainDefense::new(policy.partitions),
+                    )),
                 },
-                "holdout-gate" => defenses.push(Box::new(mithridate_validation::HoldoutGate::new(t.min_accuracy))),
-                "backdoor-trigger-test" => {
-                    let suite = match (&inputs.trigger_suite, inputs.image_side) {
-                        (Some(p), _) => Some(mithridate_validation::TriggerSuite::load(p)?),
-                        (None, Some(side)) => Some(default_patch_suite(side, inputs.pixel_max, classes)),
-                        (None, None) => None,
-                    };
-                    match suite {
-                        Some(s) => defenses.push(Box::new(mithridate_validation::TriggerTest::new(s, t.max_asr))),
-                        None => skip(&c.name, "no trigger suite (data.trigger_suite) and the data are not square images".into(), policy.tier == Tier::High),
-                    }
+                "holdout-gate" => defenses.push(Box::new(mithridate_validation::HoldoutGate::new(
+                    t.min_accuracy,
+                ))),
+                "backdoor-trigger-test" => match &inputs.trigger_suite {
+                    Some(p) => defenses.push(Box::new(mithridate_validation::TriggerTest::new(
+                        mithridate_validation::TriggerSuite::load(p)?,
+                        t.max_asr,
+                    ))),
+                    // Without known triggers the high tier still tests for backdoors
+                    // through the unknown-trigger search; without that, it fails closed.
+                    None => skip(
+                        &c.name,
+                        "no known-trigger suite configured (data.trigger_suite)".into(),
+                        policy.tier == Tier::High && !policy.enabled("unknown-trigger-scan"),
+                    ),
+                },
+                "unknown-trigger-scan" => {
+                    defenses.push(Box::new(mithridate_validation::TriggerScan::new()))
                 }
-                "unknown-trigger-scan" => defenses.push(Box::new(mithridate_validation::TriggerScan::new())),
                 "canary-assert" => {
-                    defenses.push(Box::new(mithridate_canary::AssertCanaries::new(t.canary_min_pass)));
+                    defenses.push(Box::new(mithridate_canary::AssertCanaries::new(
+                        t.canary_min_pass,
+                    )));
                 }
-                other => return Err(Error::param("defenses", format!("unknown control {other:?}"))),
+                other => {
+                    return Err(Error::param(
+                        "defenses",
+                        format!("unknown control {other:?}"),
+                    ))
+                }
             }
         }
-        Ok(Self { policy, defenses, skipped })
+        Ok(Self {
+            policy,
+            defenses,
+            skipped,
+        })
     }
 
     /// Run every defense whose stage is in `stages`, in order. A defense that
@@ -319,16 +361,49 @@ impl Pipeline {
         let skipped: Vec<Skipped> = self
             .skipped
             .iter()
-            .filter(|s| CONTROLS.iter().any(|(n, _, st)| *n == s.name && stages.contains(st)))
+            .filter(|s| {
+                CONTROLS
+                    .iter()
+                    .any(|(n, _, st)| *n == s.name && stages.contains(st))
+            })
             .cloned()
             .collect();
+        let mut notes = Vec::new();
         let verdict = reports
             .iter()
-            .map(|r| r.verdict)
+            .map(|r| {
+                let gate = self.gate_verdict(r);
+                if gate != r.verdict {
+                    notes.push(format!(
+                        "{}: {} counted as {} because quarantined poison does not block this tier (thresholds.block_on_quarantine)",
+                        r.defense, r.verdict, gate
+                    ));
+                }
+                gate
+            })
             .chain(skipped.iter().map(|s| s.verdict))
             .max()
             .unwrap_or(Verdict::Pass);
-        Ok(RunSummary { verdict, reports, skipped, elapsed_ms: t0.elapsed().as_secs_f64() * 1e3 })
+        Ok(RunSummary {
+            verdict,
+            reports,
+            skipped,
+            notes,
+            elapsed_ms: t0.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+
+    /// What a report counts for in the gate: an anomaly finding whose samples
+    /// are quarantined counts as a warning unless the policy blocks on it.
+    pub fn gate_verdict(&self, r: &Report) -> Verdict {
+        if r.layer == Layer::Anomaly
+            && r.verdict == Verdict::Fail
+            && !self.policy.block_on_quarantine
+        {
+            Verdict::Warn
+        } else {
+            r.verdict
+        }
     }
 }
 
@@ -341,6 +416,9 @@ pub struct RunSummary {
     pub reports: Vec<Report>,
     /// Required controls that could not run.
     pub skipped: Vec<Skipped>,
+    /// How the gate was reached where it differs from the reports' verdicts.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Wall time.
     pub elapsed_ms: f64,
 }
@@ -355,9 +433,20 @@ mod tests {
         let low = EffectivePolicy::new(Tier::Low, &cfg).unwrap();
         let med = EffectivePolicy::new(Tier::Medium, &cfg).unwrap();
         let high = EffectivePolicy::new(Tier::High, &cfg).unwrap();
-        assert!(low.enabled("provenance-verify") && low.enabled("holdout-gate") && !low.enabled("anomaly-scan"));
-        assert!(med.enabled("anomaly-scan") && med.enabled("canary-plant") && !med.enabled("unknown-trigger-scan"));
-        assert!(CONTROLS.iter().all(|(n, _, _)| high.enabled(n)), "high runs every control");
+        assert!(
+            low.enabled("provenance-verify")
+                && low.enabled("holdout-gate")
+                && !low.enabled("anomaly-scan")
+        );
+        assert!(
+            med.enabled("anomaly-scan")
+                && med.enabled("canary-plant")
+                && !med.enabled("unknown-trigger-scan")
+        );
+        assert!(
+            CONTROLS.iter().all(|(n, _, _)| high.enabled(n)),
+            "high runs every control"
+        );
         assert_eq!(high.training, TrainingMode::Dp);
         assert!(high.require_signed_sources && !med.require_signed_sources);
     }
@@ -374,14 +463,23 @@ mod tests {
         assert!(EffectivePolicy::new(Tier::Medium, &cfg).is_err());
         let mut cfg = Config::default();
         cfg.training.mode = Some(TrainingMode::Plain);
-        assert!(EffectivePolicy::new(Tier::High, &cfg).is_err(), "high tier refuses plain training");
+        assert!(
+            EffectivePolicy::new(Tier::High, &cfg).is_err(),
+            "high tier refuses plain training"
+        );
     }
 
     #[test]
     fn high_tier_without_keys_fails_closed() {
         let p = EffectivePolicy::new(Tier::High, &Config::default()).unwrap();
-        let inputs = Inputs { manifest: Some("m.json".into()), image_side: Some(8), pixel_max: 16.0, ..Default::default() };
-        let pipe = Pipeline::build(p, &inputs, 10).unwrap();
-        assert!(pipe.skipped.iter().any(|s| s.name == "provenance-verify" && s.verdict == Verdict::Fail));
+        let inputs = Inputs {
+            manifest: Some("m.json".into()),
+            ..Default::default()
+        };
+        let pipe = Pipeline::build(p, &inputs).unwrap();
+        assert!(pipe
+            .skipped
+            .iter()
+            .any(|s| s.name == "provenance-verify" && s.verdict == Verdict::Fail));
     }
 }

@@ -18,7 +18,9 @@ use mithridate_core::io::{csv::write_csv, read_path, ReadOptions};
 use mithridate_core::model::{accuracy, Classifier, SoftmaxParams, SoftmaxRegression};
 use mithridate_core::rng::derive_seed;
 use mithridate_core::{Context, Dataset, Stage, Verdict};
-use mithridate_policy::{AuditReport, Config, EffectivePolicy, Inputs, Pipeline, Series, Table, Tier};
+use mithridate_policy::{
+    AuditReport, Config, EffectivePolicy, Inputs, Pipeline, Series, Table, Tier,
+};
 use serde_json::json;
 
 use crate::flag;
@@ -41,8 +43,15 @@ fn evaluate(model: &dyn Classifier, hold: &Dataset, atk: &BadNets) -> Result<Eva
         let s = row.as_slice_mut().context("rows are contiguous")?;
         atk.apply_features(s)?;
     }
-    let hits = model.predict(tx.view()).iter().filter(|&&p| p == atk.target).count();
-    Ok(Eval { accuracy: acc, asr: hits as f64 / idx.len().max(1) as f64 })
+    let hits = model
+        .predict(tx.view())
+        .iter()
+        .filter(|&&p| p == atk.target)
+        .count();
+    Ok(Eval {
+        accuracy: acc,
+        asr: hits as f64 / idx.len().max(1) as f64,
+    })
 }
 
 fn pct(v: f64) -> String {
@@ -61,8 +70,12 @@ struct TierRow {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
-    let seed: u64 = flag(args, "--seed").map(str::parse).transpose()?.unwrap_or(42);
-    let out = flag(args, "--out").map_or_else(|| crate::workspace_root().join("demo-out"), PathBuf::from);
+    let seed: u64 = flag(args, "--seed")
+        .map(str::parse)
+        .transpose()?
+        .unwrap_or(42);
+    let out =
+        flag(args, "--out").map_or_else(|| crate::workspace_root().join("demo-out"), PathBuf::from);
     let t_all = Instant::now();
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("clearing {}", out.display()))?;
@@ -70,14 +83,20 @@ pub fn run(args: &[String]) -> Result<()> {
     let data_dir = out.join("data");
     let train_dir = data_dir.join("train");
     std::fs::create_dir_all(&train_dir)?;
-    eprintln!("mithridate demo — UCI optical digits (1,797 images of 8x8, 10 classes), seed {seed}\n");
+    eprintln!(
+        "mithridate demo — UCI optical digits (1,797 images of 8x8, 10 classes), seed {seed}\n"
+    );
 
     // 1. Split.
     let ds = digits();
     let perm = shuffled(ds.len(), derive_seed(seed, "split"));
     let (hold_idx, train_idx) = perm.split_at(ds.len() / 5);
     let (train, hold) = (ds.select(train_idx)?, ds.select(hold_idx)?);
-    eprintln!("[1/6] split: {} training images, {} held-out images that never touch training", train.len(), hold.len());
+    eprintln!(
+        "[1/6] split: {} training images, {} held-out images that never touch training",
+        train.len(),
+        hold.len()
+    );
 
     // 2. Poison upstream, then receive: write, manifest, sign.
     let atk = BadNets::digits(0.01);
@@ -94,11 +113,25 @@ pub fn run(args: &[String]) -> Result<()> {
     let hold_csv = data_dir.join("holdout.csv");
     write_csv(&hold, &hold_csv)?;
     let prov = crate::demo_provenance::sign_dataset(&train_dir, &out)?;
-    eprintln!("      manifest of the received data: {} records, root {}, signed (DSSE, Ed25519)", prov.records, short(&prov.root));
+    eprintln!(
+        "      manifest of the received data: {} records, root {}, signed (DSSE, Ed25519)",
+        prov.records,
+        short(&prov.root)
+    );
+
+    // The team's known-trigger suite: the patch from the incident report, towards its target.
+    let suite = data_dir.join("known-triggers.toml");
+    std::fs::write(&suite, KNOWN_TRIGGERS)?;
 
     // 3. Undefended model, and the unpoisoned reference.
     let fit = |d: &Dataset| -> Result<SoftmaxRegression> {
-        Ok(SoftmaxRegression::fit(d.require_features("fit")?.view(), d.require_labels("fit")?, 10, &SoftmaxParams::default(), derive_seed(seed, "train"))?)
+        Ok(SoftmaxRegression::fit(
+            d.require_features("fit")?.view(),
+            d.require_labels("fit")?,
+            10,
+            &SoftmaxParams::default(),
+            derive_seed(seed, "train"),
+        )?)
     };
     let reference = evaluate(&fit(&train)?, &hold, &atk)?;
     let undefended = evaluate(&fit(&poisoned.dataset)?, &hold, &atk)?;
@@ -107,7 +140,11 @@ pub fn run(args: &[String]) -> Result<()> {
         pct(undefended.accuracy),
         pct(undefended.asr)
     );
-    eprintln!("      reference model on unpoisoned data: clean accuracy {}, attack success rate {}", pct(reference.accuracy), pct(reference.asr));
+    eprintln!(
+        "      reference model on unpoisoned data: clean accuracy {}, attack success rate {}",
+        pct(reference.accuracy),
+        pct(reference.asr)
+    );
 
     // 4. The tiers, side by side, on the same poisoned data.
     eprintln!("[4/6] the three tiers on the same poisoned data:");
@@ -116,35 +153,83 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut medium_report = None;
     for tier in Tier::ALL {
         let t0 = Instant::now();
-        let mut cfg = Config { seed: Some(seed), ..Default::default() };
+        let mut cfg = Config {
+            seed: Some(seed),
+            ..Default::default()
+        };
         cfg.data.manifest = Some(prov.envelope.clone());
         cfg.data.trusted_keys = vec![prov.public_key.clone()];
         let policy = EffectivePolicy::new(tier, &cfg)?;
         let inputs = Inputs {
             manifest: cfg.data.manifest.clone(),
             trusted_keys: cfg.data.trusted_keys.clone(),
-            trigger_suite: None,
-            image_side: Some(8),
-            pixel_max: 16.0,
+            trigger_suite: Some(suite.clone()),
         };
-        let pipe = Pipeline::build(policy.clone(), &inputs, 10)?;
-        let (read, _) = read_path(&train_csv, &ReadOptions { id_column: Some("id".into()), ..Default::default() })?;
-        let mut cx = Context::new(seed).with_dataset(read).with_holdout(hold.clone());
+        let pipe = Pipeline::build(policy.clone(), &inputs)?;
+        let (read, _) = read_path(
+            &train_csv,
+            &ReadOptions {
+                id_column: Some("id".into()),
+                ..Default::default()
+            },
+        )?;
+        let input = read.clone();
+        let mut cx = Context::new(seed)
+            .with_dataset(read)
+            .with_holdout(hold.clone());
         cx.dataset_paths = vec![train_csv.clone()];
         cx.dataset_root = Some(train_dir.clone());
         let stages = [Stage::Ingest, Stage::Train, Stage::Release];
         let summary = pipe.run(&mut cx, &stages)?;
-        let caught = truth.iter().filter(|id| cx.quarantine.is_quarantined(id)).count();
-        let eval = cx.model.as_deref().map(|m| evaluate(m, &hold, &atk)).transpose()?;
-        let epsilon = cx.artifacts.get("epsilon").and_then(serde_json::Value::as_f64);
-        let failed = summary.reports.iter().filter(|r| r.verdict == Verdict::Fail).map(|r| r.defense.clone()).collect();
-        let row = TierRow { tier, caught, quarantined: cx.quarantine.active_len(), eval, verdict: summary.verdict, secs: t0.elapsed().as_secs_f64(), epsilon, failed };
+        let caught = truth
+            .iter()
+            .filter(|id| cx.quarantine.is_quarantined(id))
+            .count();
+        let eval = cx
+            .model
+            .as_deref()
+            .map(|m| evaluate(m, &hold, &atk))
+            .transpose()?;
+        let epsilon = cx
+            .artifacts
+            .get("epsilon")
+            .and_then(serde_json::Value::as_f64);
+        let failed = summary
+            .reports
+            .iter()
+            .filter(|r| r.verdict == Verdict::Fail)
+            .map(|r| r.defense.clone())
+            .collect();
+        let row = TierRow {
+            tier,
+            caught,
+            quarantined: cx.quarantine.active_len(),
+            eval,
+            verdict: summary.verdict,
+            secs: t0.elapsed().as_secs_f64(),
+            epsilon,
+            failed,
+        };
         print_row(&row, truth.len());
+        if std::env::var_os("MITHRIDATE_DEMO_DEBUG").is_some() {
+            for r in &summary.reports {
+                eprintln!(
+                    "        {} {} {} {:?}",
+                    r.defense, r.verdict, r.summary, r.metrics
+                );
+            }
+        }
         if tier == Tier::Medium {
             let dir = out.join("ingest");
             std::fs::create_dir_all(&dir)?;
-            mithridate_policy::runner::write_ingest_outputs(&cx, &train_csv, &dir)?;
-            medium_report = Some(AuditReport::new("mithridate demo — medium tier on BadNets-poisoned digits", &policy, &stages, &summary, &cx));
+            mithridate_policy::runner::write_ingest_outputs(&cx, &input, &train_csv, &dir)?;
+            medium_report = Some(AuditReport::new(
+                "mithridate demo — medium tier on BadNets-poisoned digits",
+                &policy,
+                &stages,
+                &summary,
+                &cx,
+            ));
         }
         rows.push(row);
     }
@@ -153,12 +238,17 @@ pub fn run(args: &[String]) -> Result<()> {
     eprintln!("      DP-SGD utility against epsilon (softmax regression, delta 1e-5):");
     let mut tradeoff = Vec::new();
     for eps in [1.0, 3.0, 8.0] {
-        let mut cx = Context::new(seed).with_dataset(train.clone()).with_holdout(hold.clone());
+        let mut cx = Context::new(seed)
+            .with_dataset(train.clone())
+            .with_holdout(hold.clone());
         let d = mithridate_robust::TrainDefense::new(mithridate_robust::TrainConfig::dp(eps, 1e-5));
         cx.run(&d)?;
         let m = cx.model.as_deref().context("DP training left no model")?;
         let e = evaluate(m, &hold, &atk)?;
-        eprintln!("        epsilon {eps:>4}: clean accuracy {}", pct(e.accuracy));
+        eprintln!(
+            "        epsilon {eps:>4}: clean accuracy {}",
+            pct(e.accuracy)
+        );
         tradeoff.push((eps, e.accuracy));
     }
 
@@ -171,7 +261,12 @@ pub fn run(args: &[String]) -> Result<()> {
     lines[victim] = tamper_csv_line(&lines[victim]);
     std::fs::write(tampered_dir.join("train.csv"), lines.join("\n") + "\n")?;
     let verdict = crate::demo_provenance::verify_dir(&tampered_dir, &prov)?;
-    eprintln!("[5/6] one pixel of record {} (line {}) changed after signing; verify: {}", victim - 1, victim + 1, verdict.verdict);
+    eprintln!(
+        "[5/6] one pixel of record {} (line {}) changed after signing; verify: {}",
+        victim - 1,
+        victim + 1,
+        verdict.verdict
+    );
     for m in verdict.messages.iter().take(3) {
         eprintln!("      {m}");
     }
@@ -180,15 +275,36 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut report = medium_report.context("medium tier did not run")?;
     report.tables.push(Table {
         title: "Tiers side by side on the same poisoned digits".into(),
-        columns: ["tier", "poison caught", "quarantined", "ASR", "clean accuracy", "epsilon", "gate", "time"].map(String::from).to_vec(),
+        columns: [
+            "tier",
+            "poison caught",
+            "quarantined",
+            "ASR",
+            "clean accuracy",
+            "epsilon",
+            "gate",
+            "time",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: rows.iter().map(|r| table_row(r, truth.len())).collect(),
     });
     report.tables.push(Table {
         title: "Models without defenses".into(),
-        columns: ["model", "ASR", "clean accuracy"].map(String::from).to_vec(),
+        columns: ["model", "ASR", "clean accuracy"]
+            .map(String::from)
+            .to_vec(),
         rows: vec![
-            vec!["trained on unpoisoned data".into(), pct(reference.asr), pct(reference.accuracy)],
-            vec!["trained on poisoned data, undefended".into(), pct(undefended.asr), pct(undefended.accuracy)],
+            vec![
+                "trained on unpoisoned data".into(),
+                pct(reference.asr),
+                pct(reference.accuracy),
+            ],
+            vec![
+                "trained on poisoned data, undefended".into(),
+                pct(undefended.asr),
+                pct(undefended.accuracy),
+            ],
         ],
     });
     report.series.push(Series {
@@ -213,11 +329,34 @@ pub fn run(args: &[String]) -> Result<()> {
         "tamper_verdict": verdict.verdict,
         "tamper_messages": verdict.messages,
     });
-    mithridate_core::io::atomic::write_bytes_atomic(&out.join("demo.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
-    eprintln!("[6/6] audit report: {}", report_dir.join("report.html").display());
-    eprintln!("      also report.json, report.md; figures in {}; took {:.1} s", out.join("demo.json").display(), t_all.elapsed().as_secs_f64());
+    mithridate_core::io::atomic::write_bytes_atomic(
+        &out.join("demo.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    eprintln!(
+        "[6/6] audit report: {}",
+        report_dir.join("report.html").display()
+    );
+    eprintln!(
+        "      also report.json, report.md; figures in {}; took {:.1} s",
+        out.join("demo.json").display(),
+        t_all.elapsed().as_secs_f64()
+    );
     Ok(())
 }
+
+/// The known-trigger suite of the demo (the format of `mithridate-validation`).
+const KNOWN_TRIGGERS: &str = r#"# Triggers from the incident report, tested on every release.
+[[trigger]]
+name = "badnets-3x3-bottom-right"
+kind = "patch"
+height = 8
+width = 8
+size = 3
+position = "bottom-right"
+value = 16.0
+target = 7
+"#;
 
 fn short(root: &str) -> String {
     root.chars().take(16).collect::<String>() + "…"
@@ -257,6 +396,6 @@ fn print_row(r: &TierRow, total: usize) {
         c[5],
         c[6],
         c[7],
-        if r.failed.is_empty() { String::new() } else { format!("  failed: {}", r.failed.join(", ")) }
+        if r.failed.is_empty() { String::new() } else { format!("  FAIL from: {}", r.failed.join(", ")) }
     );
 }
