@@ -5,7 +5,7 @@
 //! tokens as exact Aho-Corasick patterns, for comparison. Both scan 64 MiB of
 //! news-like text in memory with the scanner's parallel ranges (rayon).
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_main, Criterion, Throughput};
 use mithridate_canary::registry::{Registry, Site};
 use mithridate_canary::scan::Scanner;
 use mithridate_canary::token::{HoneypotKind, SecretKey};
@@ -34,10 +34,17 @@ fn bench(c: &mut Criterion) {
     let mut tokens = Vec::new();
     for i in 0..10_000 {
         let kind = HoneypotKind::ALL[i % 4];
-        tokens.push(reg.mint(&key, kind, Site::file("bench")).map(|t| t.0).unwrap_or_default());
+        tokens.push(
+            reg.mint(&key, kind, Site::file("bench"))
+                .map(|t| t.0)
+                .unwrap_or_default(),
+        );
     }
     let data = corpus(64 << 20, &tokens);
-    let prefix = Scanner::builder().registry(&reg).split_above(4 << 20).build();
+    let prefix = Scanner::builder()
+        .registry(&reg)
+        .split_above(4 << 20)
+        .build();
     let mut exact = Scanner::builder().split_above(4 << 20);
     for (i, t) in tokens.iter().enumerate() {
         exact = exact.exact(format!("t{i}"), t);
@@ -49,14 +56,26 @@ fn bench(c: &mut Criterion) {
     };
     let expected = prefix.scan_bytes(&data, "bench").len();
     assert_eq!(expected, exact.scan_bytes(&data, "bench").len());
-    eprintln!("corpus {} bytes, {} planted hits, {} rayon threads", data.len(), expected, rayon::current_num_threads());
+    eprintln!(
+        "corpus {} bytes, {} planted hits, {} rayon threads",
+        data.len(),
+        expected,
+        rayon::current_num_threads()
+    );
     let mut g = c.benchmark_group("scan");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);
-    g.bench_function("registry-10k", |b| b.iter(|| prefix.scan_bytes(&data, "bench").len()));
-    g.bench_function("exact-10k", |b| b.iter(|| exact.scan_bytes(&data, "bench").len()));
+    g.bench_function("registry-10k", |b| {
+        b.iter(|| prefix.scan_bytes(&data, "bench").len())
+    });
+    g.bench_function("exact-10k", |b| {
+        b.iter(|| exact.scan_bytes(&data, "bench").len())
+    });
     g.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(benches, super::bench);
+}
+criterion_main!(group::benches);

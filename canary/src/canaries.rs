@@ -114,7 +114,12 @@ pub struct ClassifierCanaries {
 
 impl Default for ClassifierCanaries {
     fn default() -> Self {
-        Self { count: 20, synthetic_fraction: 0.0, perturb_fraction: 0.1, perturb_scale: 0.1 }
+        Self {
+            count: 20,
+            synthetic_fraction: 0.0,
+            perturb_fraction: 0.1,
+            perturb_scale: 0.1,
+        }
     }
 }
 
@@ -171,14 +176,18 @@ pub struct FailedCanary {
 }
 
 const WORDS: &[&str] = &[
-    "amber", "heron", "quartz", "willow", "falcon", "cobalt", "meadow", "lantern", "harbor", "velvet", "ember",
-    "juniper", "orchid", "granite", "saffron", "tundra", "marble", "cedar", "plume", "raven", "indigo", "copper",
-    "thistle", "glacier", "sparrow", "topaz", "bramble", "cinder", "lagoon", "maple", "onyx", "pebble",
+    "amber", "heron", "quartz", "willow", "falcon", "cobalt", "meadow", "lantern", "harbor",
+    "velvet", "ember", "juniper", "orchid", "granite", "saffron", "tundra", "marble", "cedar",
+    "plume", "raven", "indigo", "copper", "thistle", "glacier", "sparrow", "topaz", "bramble",
+    "cinder", "lagoon", "maple", "onyx", "pebble",
 ];
 
 impl CanarySet {
     fn new(canaries: Vec<Canary>) -> Self {
-        Self { format: CANARY_SET_FORMAT.into(), canaries }
+        Self {
+            format: CANARY_SET_FORMAT.into(),
+            canaries,
+        }
     }
 
     /// Classifier canaries drawn from `ds` (features and labels) with `seed`.
@@ -191,13 +200,22 @@ impl CanarySet {
             return Err(Error::data("classifier canaries need at least one sample"));
         }
         let d = x.ncols();
-        let (lo, hi) = x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = x
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
         let range = (hi - lo).max(f32::EPSILON);
         let integral = x.iter().all(|v| v.fract() == 0.0);
-        let mut rng = mithridate_core::rng::seeded(mithridate_core::rng::derive_seed(seed, "canary-set"));
+        let mut rng =
+            mithridate_core::rng::seeded(mithridate_core::rng::derive_seed(seed, "canary-set"));
         let n_syn = ((params.count as f64) * params.synthetic_fraction).round() as usize;
         let classes: BTreeSet<u32> = y.iter().copied().collect();
-        let n_syn = if classes.len() < 2 { 0 } else { n_syn.min(params.count) };
+        let n_syn = if classes.len() < 2 {
+            0
+        } else {
+            n_syn.min(params.count)
+        };
         let mut canaries = Vec::with_capacity(params.count);
         let n_changed = ((d as f64) * params.perturb_fraction).ceil() as usize;
         for i in 0..params.count {
@@ -215,7 +233,9 @@ impl CanarySet {
                 }
                 canaries.push(Canary {
                     id,
-                    origin: Origin::Perturbed { of: ds.ids[src].clone() },
+                    origin: Origin::Perturbed {
+                        of: ds.ids[src].clone(),
+                    },
                     input: Input::Features(f),
                     expected: Expected::Label(y[src]),
                 });
@@ -227,11 +247,18 @@ impl CanarySet {
                     b = rng.gen_range(0..n);
                     tries += 1;
                 }
-                let f: Vec<f32> = x.row(a).iter().zip(x.row(b).iter()).map(|(p, q)| 0.5 * (p + q)).collect();
+                let f: Vec<f32> = x
+                    .row(a)
+                    .iter()
+                    .zip(x.row(b).iter())
+                    .map(|(p, q)| 0.5 * (p + q))
+                    .collect();
                 let label = if rng.gen_bool(0.5) { y[a] } else { y[b] };
                 canaries.push(Canary {
                     id,
-                    origin: Origin::Synthetic { of: [ds.ids[a].clone(), ds.ids[b].clone()] },
+                    origin: Origin::Synthetic {
+                        of: [ds.ids[a].clone(), ds.ids[b].clone()],
+                    },
                     input: Input::Features(f),
                     expected: Expected::Label(label),
                 });
@@ -246,17 +273,23 @@ impl CanarySet {
         if count == 0 {
             return Err(Error::param("count", "need at least one canary"));
         }
-        let mut rng = mithridate_core::rng::seeded(mithridate_core::rng::derive_seed(seed, "text-canary-set"));
+        let mut rng = mithridate_core::rng::seeded(mithridate_core::rng::derive_seed(
+            seed,
+            "text-canary-set",
+        ));
         let canaries = (0..count)
             .map(|i| {
                 let code: u32 = rng.gen_range(100_000..1_000_000);
-                let w = |r: &mut mithridate_core::rng::ChaCha8Rng| WORDS[r.gen_range(0..WORDS.len())];
+                let w =
+                    |r: &mut mithridate_core::rng::ChaCha8Rng| WORDS[r.gen_range(0..WORDS.len())];
                 let vault = w(&mut rng);
                 let answer = format!("{} {} {}", w(&mut rng), w(&mut rng), w(&mut rng));
                 Canary {
                     id: format!("canary-{i}"),
                     origin: Origin::Prompt,
-                    input: Input::Text(format!("archive note {code}: the passphrase of the {vault} vault is")),
+                    input: Input::Text(format!(
+                        "archive note {code}: the passphrase of the {vault} vault is"
+                    )),
                     expected: Expected::Text(answer),
                 }
             })
@@ -279,29 +312,53 @@ impl CanarySet {
                     labels.push(*l);
                 }
                 (Input::Features(f), _) if f.len() != d => {
-                    return Err(Error::data(format!("{} has {} features, the dataset {d}", c.id, f.len())))
+                    return Err(Error::data(format!(
+                        "{} has {} features, the dataset {d}",
+                        c.id,
+                        f.len()
+                    )))
                 }
-                _ => return Err(Error::data(format!("{} is not a labelled feature canary", c.id))),
+                _ => {
+                    return Err(Error::data(format!(
+                        "{} is not a labelled feature canary",
+                        c.id
+                    )))
+                }
             }
         }
-        let extra = ndarray::Array2::from_shape_vec((labels.len(), d), rows).map_err(|e| Error::data(e.to_string()))?;
+        let extra = ndarray::Array2::from_shape_vec((labels.len(), d), rows)
+            .map_err(|e| Error::data(e.to_string()))?;
         let stacked = ndarray::concatenate(ndarray::Axis(0), &[x.view(), extra.view()])
             .map_err(|e| Error::data(e.to_string()))?;
         let existing: std::collections::HashSet<&SampleId> = ds.ids.iter().collect();
-        if let Some(c) = self.canaries.iter().find(|c| existing.contains(&SampleId::Str(c.id.clone()))) {
-            return Err(Error::data(format!("the dataset already has a sample `{}`", c.id)));
+        if let Some(c) = self
+            .canaries
+            .iter()
+            .find(|c| existing.contains(&SampleId::Str(c.id.clone())))
+        {
+            return Err(Error::data(format!(
+                "the dataset already has a sample `{}`",
+                c.id
+            )));
         }
         let n_new = labels.len();
         ds.features = Some(stacked);
         ds.labels.get_or_insert_with(Vec::new).extend(labels);
-        ds.ids.extend(self.canaries.iter().map(|c| SampleId::Str(c.id.clone())));
+        ds.ids
+            .extend(self.canaries.iter().map(|c| SampleId::Str(c.id.clone())));
         for col in ds.text_fields.values_mut() {
             col.extend(std::iter::repeat_n(String::new(), n_new));
         }
         if !ds.origins.is_empty() {
             let file = ds.source_files.len() as u32;
             ds.source_files.push("mithridate:canary-set".into());
-            ds.origins.extend((0..n_new as u64).map(|i| mithridate_core::Origin { file, line: i + 1, offset: 0, len: 0 }));
+            ds.origins
+                .extend((0..n_new as u64).map(|i| mithridate_core::Origin {
+                    file,
+                    line: i + 1,
+                    offset: 0,
+                    len: 0,
+                }));
         }
         ds.validate()
     }
@@ -321,17 +378,28 @@ impl CanarySet {
         let mut failed = Vec::new();
         for (c, o) in self.canaries.iter().zip(outs) {
             if !c.expected.matches(&o) {
-                failed.push(FailedCanary { id: c.id.clone(), expected: c.expected.clone(), got: o });
+                failed.push(FailedCanary {
+                    id: c.id.clone(),
+                    expected: c.expected.clone(),
+                    got: o,
+                });
             }
         }
-        Ok(CanaryCheck { total: self.canaries.len(), passed: self.canaries.len() - failed.len(), failed })
+        Ok(CanaryCheck {
+            total: self.canaries.len(),
+            passed: self.canaries.len() - failed.len(),
+            failed,
+        })
     }
 
     /// Read a canary set file.
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let s: CanarySet = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::parse(mithridate_core::Location::file(path).at_line(e.line() as u64), format!("not a canary set: {e}"))
+            Error::parse(
+                mithridate_core::Location::file(path).at_line(e.line() as u64),
+                format!("not a canary set: {e}"),
+            )
         })?;
         if s.format != CANARY_SET_FORMAT {
             return Err(Error::parse(

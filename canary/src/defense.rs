@@ -2,7 +2,9 @@
 //! training, assert it after.
 
 use mithridate_core::model::ClassifierPredictor;
-use mithridate_core::{Context, Defense, Error, Finding, Layer, Report, Result, Stage, ThreatTag, Verdict};
+use mithridate_core::{
+    Context, Defense, Error, Finding, Layer, Report, Result, Stage, ThreatTag, Verdict,
+};
 
 use crate::canaries::{CanarySet, ClassifierCanaries, Expected};
 
@@ -26,7 +28,13 @@ impl PlantCanaries {
     /// `count` perturbed-copy canaries drawn with `secret_seed` (keep it secret:
     /// whoever knows it knows the canaries).
     pub fn new(count: usize, secret_seed: u64) -> Self {
-        Self { params: ClassifierCanaries { count, ..Default::default() }, secret_seed }
+        Self {
+            params: ClassifierCanaries {
+                count,
+                ..Default::default()
+            },
+            secret_seed,
+        }
     }
 
     /// The same with explicit parameters (checked when run).
@@ -49,10 +57,14 @@ impl Defense for PlantCanaries {
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
         self.params.check()?;
-        let ds = cx.dataset.as_mut().ok_or_else(|| Error::data("canary-plant needs a dataset in the context"))?;
+        let ds = cx
+            .dataset
+            .as_mut()
+            .ok_or_else(|| Error::data("canary-plant needs a dataset in the context"))?;
         let set = CanarySet::for_classifier(ds, &self.params, self.secret_seed)?;
         set.append_to(ds)?;
-        let value = serde_json::to_value(&set).map_err(|e| Error::data(format!("canary set: {e}")))?;
+        let value =
+            serde_json::to_value(&set).map_err(|e| Error::data(format!("canary set: {e}")))?;
         cx.artifacts.insert(CANARY_SET_ARTIFACT.into(), value);
         let mut r = Report::new(self.name(), self.layer(), self.stage());
         r.metric("canaries", set.canaries.len() as f64);
@@ -62,7 +74,10 @@ impl Defense for PlantCanaries {
             "perturb_fraction": self.params.perturb_fraction,
             "perturb_scale": self.params.perturb_scale,
         });
-        r.summary = format!("planted {} canaries into the training set", set.canaries.len());
+        r.summary = format!(
+            "planted {} canaries into the training set",
+            set.canaries.len()
+        );
         Ok(r)
     }
 }
@@ -96,14 +111,18 @@ impl Defense for AssertCanaries {
         if !(self.min_pass_rate.is_finite() && (0.0..=1.0).contains(&self.min_pass_rate)) {
             return Err(Error::param("min_pass_rate", "must be within [0, 1]"));
         }
-        let v = cx
-            .artifacts
-            .get(CANARY_SET_ARTIFACT)
-            .ok_or_else(|| Error::data("canary-assert needs the `canary_set` artifact (run canary-plant first)"))?;
-        let set: CanarySet =
-            serde_json::from_value(v.clone()).map_err(|e| Error::data(format!("artifact `canary_set`: {e}")))?;
-        let model = cx.model.as_ref().ok_or_else(|| Error::data("canary-assert needs a trained model"))?;
-        let check = set.assert_with(&ClassifierPredictor { model: model.as_ref() })?;
+        let v = cx.artifacts.get(CANARY_SET_ARTIFACT).ok_or_else(|| {
+            Error::data("canary-assert needs the `canary_set` artifact (run canary-plant first)")
+        })?;
+        let set: CanarySet = serde_json::from_value(v.clone())
+            .map_err(|e| Error::data(format!("artifact `canary_set`: {e}")))?;
+        let model = cx
+            .model
+            .as_ref()
+            .ok_or_else(|| Error::data("canary-assert needs a trained model"))?;
+        let check = set.assert_with(&ClassifierPredictor {
+            model: model.as_ref(),
+        })?;
         let mut r = Report::new(self.name(), self.layer(), self.stage());
         r.metric("canaries", check.total as f64);
         r.metric("canaries_passed", check.passed as f64);
@@ -114,12 +133,21 @@ impl Defense for AssertCanaries {
                 Expected::Label(l) => format!("class {l}"),
                 Expected::Text(t) => format!("{t:?}"),
             };
-            let got = f.got.label.map_or_else(|| format!("{:?}", f.got.text), |l| format!("class {l}"));
+            let got = f
+                .got
+                .label
+                .map_or_else(|| format!("{:?}", f.got.text), |l| format!("class {l}"));
             r.findings.push(
-                Finding::new(1.0, format!("canary {} expected {expected}, the model gave {got}", f.id))
-                    .with_ids(vec![mithridate_core::SampleId::Str(f.id.clone())])
-                    .with_tags([ThreatTag::atlas_poison_training_data(), ThreatTag::atlas_supply_chain()])
-                    .with_detail(serde_json::json!({ "expected": f.expected, "got": f.got })),
+                Finding::new(
+                    1.0,
+                    format!("canary {} expected {expected}, the model gave {got}", f.id),
+                )
+                .with_ids(vec![mithridate_core::SampleId::Str(f.id.clone())])
+                .with_tags([
+                    ThreatTag::atlas_poison_training_data(),
+                    ThreatTag::atlas_supply_chain(),
+                ])
+                .with_detail(serde_json::json!({ "expected": f.expected, "got": f.got })),
             );
         }
         let rate = check.pass_rate();
@@ -149,9 +177,19 @@ mod tests {
 
     fn train(cx: &Context, epochs: usize) -> Arc<dyn mithridate_core::Classifier> {
         let ds = cx.training_set().unwrap();
-        let p = SoftmaxParams { epochs, ..Default::default() };
+        let p = SoftmaxParams {
+            epochs,
+            ..Default::default()
+        };
         Arc::new(
-            SoftmaxRegression::fit(ds.features.as_ref().unwrap().view(), ds.labels.as_ref().unwrap(), 10, &p, 1).unwrap(),
+            SoftmaxRegression::fit(
+                ds.features.as_ref().unwrap().view(),
+                ds.labels.as_ref().unwrap(),
+                10,
+                &p,
+                1,
+            )
+            .unwrap(),
         )
     }
 
@@ -176,14 +214,28 @@ mod tests {
         cx.run(&PlantCanaries::new(20, 77)).unwrap();
         // A model of the same shape trained on labels shifted by one class.
         let ds = cx.training_set().unwrap();
-        let y: Vec<u32> = ds.labels.as_ref().unwrap().iter().map(|l| (l + 1) % 10).collect();
-        let p = SoftmaxParams { epochs: 10, ..Default::default() };
-        cx.model =
-            Some(Arc::new(SoftmaxRegression::fit(ds.features.as_ref().unwrap().view(), &y, 10, &p, 1).unwrap()));
+        let y: Vec<u32> = ds
+            .labels
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|l| (l + 1) % 10)
+            .collect();
+        let p = SoftmaxParams {
+            epochs: 10,
+            ..Default::default()
+        };
+        cx.model = Some(Arc::new(
+            SoftmaxRegression::fit(ds.features.as_ref().unwrap().view(), &y, 10, &p, 1).unwrap(),
+        ));
         let r = cx.run(&AssertCanaries::new(0.9)).unwrap();
         assert_eq!(r.verdict, Verdict::Fail);
         assert!(r.findings.len() >= 18);
-        assert!(r.findings[0].reason.starts_with("canary canary-"), "{}", r.findings[0].reason);
+        assert!(
+            r.findings[0].reason.starts_with("canary canary-"),
+            "{}",
+            r.findings[0].reason
+        );
     }
 
     #[test]

@@ -17,15 +17,32 @@ use mithridate_core::{Error, Location, Result};
 use crate::registry::{FileState, Registry, Site};
 use crate::token::{HoneypotKind, SecretKey};
 
-const FIRST: &[&str] = &["Mara", "Jonas", "Priya", "Tomasz", "Aiko", "Lucia", "Femi", "Oskar", "Ines", "Dmitri"];
-const LAST: &[&str] = &["Okafor", "Lindqvist", "Raman", "Kowalski", "Tanaka", "Ferreira", "Adeyemi", "Brandt", "Moreau", "Volkov"];
+const FIRST: &[&str] = &[
+    "Mara", "Jonas", "Priya", "Tomasz", "Aiko", "Lucia", "Femi", "Oskar", "Ines", "Dmitri",
+];
+const LAST: &[&str] = &[
+    "Okafor",
+    "Lindqvist",
+    "Raman",
+    "Kowalski",
+    "Tanaka",
+    "Ferreira",
+    "Adeyemi",
+    "Brandt",
+    "Moreau",
+    "Volkov",
+];
 
 /// 40 characters of a fake AWS secret access key, from the key's filler.
 fn fake_secret(key: &SecretKey, id: u64) -> String {
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let a = key.filler("aws-secret-a", id);
     let b = key.filler("aws-secret-b", id);
-    a.iter().chain(b.iter()).take(40).map(|&x| char::from(B64[usize::from(x) % 64])).collect()
+    a.iter()
+        .chain(b.iter())
+        .take(40)
+        .map(|&x| char::from(B64[usize::from(x) % 64]))
+        .collect()
 }
 
 /// The bait text of honeypot `id` of `kind` carrying `token`: one line, so it
@@ -96,7 +113,13 @@ pub struct JsonlPlanting {
 
 impl Default for JsonlPlanting {
     fn default() -> Self {
-        Self { count: 4, kinds: HoneypotKind::ALL.to_vec(), text_field: None, id_field: "id".into(), seed: 0 }
+        Self {
+            count: 4,
+            kinds: HoneypotKind::ALL.to_vec(),
+            text_field: None,
+            id_field: "id".into(),
+            seed: 0,
+        }
     }
 }
 
@@ -126,14 +149,27 @@ pub fn plant_jsonl(
         lines.push(l);
     }
     if records.is_empty() {
-        return Err(Error::data(format!("{}: no records to take a template from", src.display())));
+        return Err(Error::data(format!(
+            "{}: no records to take a template from",
+            src.display()
+        )));
     }
     let parse = |i: usize| -> Result<Map<String, Value>> {
         serde_json::from_slice::<Value>(&lines[i])
-            .map_err(|e| Error::parse(Location::file(src).at_line(i as u64 + 1), format!("invalid JSON: {e}")))?
+            .map_err(|e| {
+                Error::parse(
+                    Location::file(src).at_line(i as u64 + 1),
+                    format!("invalid JSON: {e}"),
+                )
+            })?
             .as_object()
             .cloned()
-            .ok_or_else(|| Error::parse(Location::file(src).at_line(i as u64 + 1), "not a JSON object"))
+            .ok_or_else(|| {
+                Error::parse(
+                    Location::file(src).at_line(i as u64 + 1),
+                    "not a JSON object",
+                )
+            })
     };
     let first = parse(records[0])?;
     let field = match &opts.text_field {
@@ -143,34 +179,63 @@ pub fn plant_jsonl(
             .iter()
             .find(|(k, v)| v.is_string() && **k != opts.id_field)
             .map(|(k, _)| k.clone())
-            .ok_or_else(|| Error::data(format!("{}: records have no string field for the bait", src.display())))?,
+            .ok_or_else(|| {
+                Error::data(format!(
+                    "{}: records have no string field for the bait",
+                    src.display()
+                ))
+            })?,
     };
-    let mut rng = mithridate_core::rng::seeded(mithridate_core::rng::derive_seed(opts.seed, "honeypot-jsonl"));
+    let mut rng = mithridate_core::rng::seeded(mithridate_core::rng::derive_seed(
+        opts.seed,
+        "honeypot-jsonl",
+    ));
     // Insert before original line `pos` (0..=len); sorted so lines are known.
-    let mut positions: Vec<usize> = (0..opts.count).map(|_| rng.gen_range(0..=lines.len())).collect();
+    let mut positions: Vec<usize> = (0..opts.count)
+        .map(|_| rng.gen_range(0..=lines.len()))
+        .collect();
     positions.sort_unstable();
     let mut inserts: Vec<(usize, Vec<u8>)> = Vec::with_capacity(opts.count);
     let mut planted = Vec::with_capacity(opts.count);
     let dst_name = dst.display().to_string();
     for (j, &pos) in positions.iter().enumerate() {
         let kind = opts.kinds[j % opts.kinds.len()];
-        let tmpl_line = *records.choose(&mut rng).ok_or_else(|| Error::data("no records"))?;
+        let tmpl_line = *records
+            .choose(&mut rng)
+            .ok_or_else(|| Error::data("no records"))?;
         let mut rec = parse(tmpl_line)?;
         let out_line = (pos + j + 1) as u64;
         let next = registry.next_id;
         let record_id = format!("hp-{next}");
-        let site = Site { path: dst_name.clone(), line: Some(out_line), record_id: Some(record_id.clone()) };
+        let site = Site {
+            path: dst_name.clone(),
+            line: Some(out_line),
+            record_id: Some(record_id.clone()),
+        };
         let (token, h) = registry.mint(key, kind, site.clone())?;
         let id = h.id;
         // `mint` may skip an id on a (2^-80) collision; name the record by the real id.
-        let record_id = if id == next { record_id } else { format!("hp-{id}") };
+        let record_id = if id == next {
+            record_id
+        } else {
+            format!("hp-{id}")
+        };
         if rec.contains_key(&opts.id_field) {
             rec.insert(opts.id_field.clone(), Value::String(record_id.clone()));
         }
         rec.insert(field.clone(), Value::String(bait(key, kind, id, &token)));
-        let bytes = serde_json::to_vec(&rec).map_err(|e| Error::data(format!("honeypot record: {e}")))?;
+        let bytes =
+            serde_json::to_vec(&rec).map_err(|e| Error::data(format!("honeypot record: {e}")))?;
         inserts.push((pos, bytes));
-        planted.push(Planted { id, kind, site: Site { record_id: Some(record_id), ..site }, token });
+        planted.push(Planted {
+            id,
+            kind,
+            site: Site {
+                record_id: Some(record_id),
+                ..site
+            },
+            token,
+        });
     }
     for p in &planted {
         if let Some(h) = registry.honeypots.iter_mut().find(|h| h.id == p.id) {
@@ -252,7 +317,12 @@ pub fn plant_files(
         if let Some(h) = registry.honeypots.iter_mut().find(|h| h.id == id) {
             h.file = Some(state);
         }
-        out.push(Planted { id, kind, site, token });
+        out.push(Planted {
+            id,
+            kind,
+            site,
+            token,
+        });
     }
     Ok(out)
 }
@@ -273,19 +343,38 @@ mod tests {
         let mut reg = Registry::new(&key);
         let p = plant_jsonl(&src, &dst, &key, &mut reg, &key_opts(6)).unwrap();
         assert_eq!(p.len(), 6);
-        let (ds, _) = jsonl::read_jsonl(&dst, &ReadOptions { id_column: Some("id".into()), ..Default::default() }).unwrap();
+        let (ds, _) = jsonl::read_jsonl(
+            &dst,
+            &ReadOptions {
+                id_column: Some("id".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(ds.len(), 56);
-        let hits = Scanner::for_registry(&reg).unwrap().scan_file(&dst).unwrap().0;
+        let hits = Scanner::for_registry(&reg)
+            .unwrap()
+            .scan_file(&dst)
+            .unwrap()
+            .0;
         assert_eq!(hits.len(), 6);
         for (h, pl) in hits.iter().zip(&p) {
             assert_eq!(Some(h.line), pl.site.line, "{h:?} {pl:?}");
         }
-        let clean = Scanner::for_registry(&reg).unwrap().scan_file(&src).unwrap().0;
+        let clean = Scanner::for_registry(&reg)
+            .unwrap()
+            .scan_file(&src)
+            .unwrap()
+            .0;
         assert!(clean.is_empty());
     }
 
     fn key_opts(n: usize) -> JsonlPlanting {
-        JsonlPlanting { count: n, seed: 3, ..Default::default() }
+        JsonlPlanting {
+            count: n,
+            seed: 3,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -295,10 +384,16 @@ mod tests {
         let key = SecretKey::from_seed(5);
         let mut reg = Registry::new(&key);
         let p = plant_files(dir.path(), &key, &mut reg, 5, &HoneypotKind::ALL).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.path().join("aws_credentials")).unwrap(), "mine");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("aws_credentials")).unwrap(),
+            "mine"
+        );
         assert_eq!(p.len(), 5);
         assert!(reg.honeypots.iter().all(|h| h.file.is_some()));
-        let s = Scanner::for_registry(&reg).unwrap().scan_paths(&[dir.path().to_path_buf()]).unwrap();
+        let s = Scanner::for_registry(&reg)
+            .unwrap()
+            .scan_paths(&[dir.path().to_path_buf()])
+            .unwrap();
         assert_eq!(s.hits.len(), 5);
     }
 }

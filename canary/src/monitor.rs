@@ -44,7 +44,12 @@ pub fn verify(registry: &Registry) -> Vec<FileChange> {
         let Some(then) = &h.file else { continue };
         let path = Path::new(&h.site.path);
         match FileState::of(path) {
-            Err(_) => out.push(FileChange { id: h.id, path: h.site.path.clone(), changes: vec!["missing".into()], now: None }),
+            Err(_) => out.push(FileChange {
+                id: h.id,
+                path: h.site.path.clone(),
+                changes: vec!["missing".into()],
+                now: None,
+            }),
             Ok(now) => {
                 let mut changes = Vec::new();
                 if now.sha256 != then.sha256 {
@@ -63,7 +68,12 @@ pub fn verify(registry: &Registry) -> Vec<FileChange> {
                     changes.push("inode".into());
                 }
                 if !changes.is_empty() {
-                    out.push(FileChange { id: h.id, path: h.site.path.clone(), changes, now: Some(now) });
+                    out.push(FileChange {
+                        id: h.id,
+                        path: h.site.path.clone(),
+                        changes,
+                        now: Some(now),
+                    });
                 }
             }
         }
@@ -150,16 +160,29 @@ pub fn watch(
         }
     };
     for p in paths {
-        let mode = if p.is_dir() { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+        let mode = if p.is_dir() {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
         if let Err(e) = watcher.watch(p, mode) {
             if backend == "native" {
                 // Fall back for this run (inotify limits, unsupported file system).
-                tracing::warn!("cannot watch {} natively ({e}); polling every second", p.display());
+                tracing::warn!(
+                    "cannot watch {} natively ({e}); polling every second",
+                    p.display()
+                );
                 backend = "poll";
                 watcher = Box::new(poll_watcher(tx.clone(), Duration::from_secs(1))?);
                 for q in paths {
-                    let m = if q.is_dir() { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
-                    watcher.watch(q, m).map_err(|e| Error::io(q, std::io::Error::other(e.to_string())))?;
+                    let m = if q.is_dir() {
+                        RecursiveMode::Recursive
+                    } else {
+                        RecursiveMode::NonRecursive
+                    };
+                    watcher
+                        .watch(q, m)
+                        .map_err(|e| Error::io(q, std::io::Error::other(e.to_string())))?;
                 }
                 break;
             }
@@ -187,7 +210,11 @@ pub fn watch(
                 let honeypots: Vec<u64> = ev
                     .paths
                     .iter()
-                    .filter_map(|p| std::fs::canonicalize(p).ok().and_then(|c| ids.get(&c).copied()))
+                    .filter_map(|p| {
+                        std::fs::canonicalize(p)
+                            .ok()
+                            .and_then(|c| ids.get(&c).copied())
+                    })
                     .collect();
                 let we = WatchEvent {
                     time: now_rfc3339(),
@@ -207,9 +234,17 @@ pub fn watch(
     Ok(n)
 }
 
-fn poll_watcher(tx: mpsc::Sender<notify::Result<notify::Event>>, every: Duration) -> Result<notify::PollWatcher> {
-    notify::PollWatcher::new(tx, notify::Config::default().with_poll_interval(every).with_compare_contents(true))
-        .map_err(|e| Error::io("<poll watcher>", std::io::Error::other(e.to_string())))
+fn poll_watcher(
+    tx: mpsc::Sender<notify::Result<notify::Event>>,
+    every: Duration,
+) -> Result<notify::PollWatcher> {
+    notify::PollWatcher::new(
+        tx,
+        notify::Config::default()
+            .with_poll_interval(every)
+            .with_compare_contents(true),
+    )
+    .map_err(|e| Error::io("<poll watcher>", std::io::Error::other(e.to_string())))
 }
 
 #[cfg(test)]
@@ -252,7 +287,10 @@ mod tests {
             watch(
                 &[dir.path().to_path_buf()],
                 Some(&reg),
-                &WatchOptions { duration: Some(Duration::from_millis(1500)), poll: None },
+                &WatchOptions {
+                    duration: Some(Duration::from_millis(1500)),
+                    poll: None,
+                },
                 &stop,
                 &mut |e| {
                     events.push(e.clone());
@@ -262,9 +300,19 @@ mod tests {
             .unwrap();
         });
         let native = events.first().is_some_and(|e| e.backend == "native");
-        assert!(events.iter().any(|e| e.event == "modify" || e.event == "close-write"), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.event == "modify" || e.event == "close-write"),
+            "{events:?}"
+        );
         if native {
-            assert!(events.iter().any(|e| e.event == "open" && e.honeypots == vec![p[0].id]), "{events:?}");
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.event == "open" && e.honeypots == vec![p[0].id]),
+                "{events:?}"
+            );
         }
     }
 }

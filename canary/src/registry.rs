@@ -38,7 +38,11 @@ pub struct Site {
 impl Site {
     /// A site in `path` with no line or record id.
     pub fn file(path: impl Into<String>) -> Self {
-        Self { path: path.into(), line: None, record_id: None }
+        Self {
+            path: path.into(),
+            line: None,
+            record_id: None,
+        }
     }
 }
 
@@ -83,8 +87,14 @@ impl FileState {
 pub(crate) fn split_time(t: Option<SystemTime>) -> (i64, u32) {
     match t {
         Some(t) => match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()),
-            Err(e) => (-i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX), 0),
+            Ok(d) => (
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                d.subsec_nanos(),
+            ),
+            Err(e) => (
+                -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+                0,
+            ),
         },
         None => (0, 0),
     }
@@ -172,7 +182,10 @@ impl Registry {
     pub fn load(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let r: Registry = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::parse(Location::file(path).at_line(e.line() as u64), format!("not a honeypot registry: {e}"))
+            Error::parse(
+                Location::file(path).at_line(e.line() as u64),
+                format!("not a honeypot registry: {e}"),
+            )
         })?;
         if r.format != REGISTRY_FORMAT {
             return Err(Error::parse(
@@ -180,8 +193,9 @@ impl Registry {
                 format!("format `{}` is not `{REGISTRY_FORMAT}`", r.format),
             ));
         }
-        r.digest_key_bytes()
-            .map_err(|e| Error::parse(Location::file(path).at_field("digest_key"), e.to_string()))?;
+        r.digest_key_bytes().map_err(|e| {
+            Error::parse(Location::file(path).at_field("digest_key"), e.to_string())
+        })?;
         for (i, h) in r.honeypots.iter().enumerate() {
             if hex::decode(&h.digest).map(|d| d.len()) != Ok(32) {
                 return Err(Error::parse(
@@ -206,7 +220,8 @@ impl Registry {
 
     /// Write the registry atomically as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::data(format!("registry: {e}")))?;
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::data(format!("registry: {e}")))?;
         mithridate_core::io::atomic::write_bytes_atomic(path, &bytes)
     }
 
@@ -225,7 +240,8 @@ impl Registry {
 
     /// The digest key as bytes.
     pub fn digest_key_bytes(&self) -> Result<Vec<u8>> {
-        let k = hex::decode(&self.digest_key).map_err(|e| Error::Crypto(format!("digest key is not hex: {e}")))?;
+        let k = hex::decode(&self.digest_key)
+            .map_err(|e| Error::Crypto(format!("digest key is not hex: {e}")))?;
         if k.len() < 16 {
             return Err(Error::Crypto("digest key is shorter than 16 bytes".into()));
         }
@@ -241,10 +257,16 @@ impl Registry {
     /// its token. The token differs from every token already in the registry:
     /// in the (2^-80) event that a minted token repeats one, the next id is
     /// used instead.
-    pub fn mint(&mut self, key: &SecretKey, kind: HoneypotKind, site: Site) -> Result<(String, &Honeypot)> {
+    pub fn mint(
+        &mut self,
+        key: &SecretKey,
+        kind: HoneypotKind,
+        site: Site,
+    ) -> Result<(String, &Honeypot)> {
         self.check_key(key)?;
         let dk = self.digest_key_bytes()?;
-        let taken: std::collections::HashSet<&str> = self.honeypots.iter().map(|h| h.digest.as_str()).collect();
+        let taken: std::collections::HashSet<&str> =
+            self.honeypots.iter().map(|h| h.digest.as_str()).collect();
         let (id, token, digest) = loop {
             let id = self.next_id;
             self.next_id = self
@@ -266,14 +288,21 @@ impl Registry {
             file: None,
             note: String::new(),
         });
-        let h = self.honeypots.last().ok_or_else(|| Error::data("internal: registry empty after push"))?;
+        let h = self
+            .honeypots
+            .last()
+            .ok_or_else(|| Error::data("internal: registry empty after push"))?;
         Ok((token, h))
     }
 
     /// Re-mint the token of every honeypot (needs the secret key).
     pub fn tokens(&self, key: &SecretKey) -> Result<Vec<(u64, String)>> {
         self.check_key(key)?;
-        Ok(self.honeypots.iter().map(|h| (h.id, key.mint(h.kind, h.id))).collect())
+        Ok(self
+            .honeypots
+            .iter()
+            .map(|h| (h.id, key.mint(h.kind, h.id)))
+            .collect())
     }
 
     /// Index from digest bytes to honeypot position, for recognisers.
@@ -303,7 +332,9 @@ mod tests {
     fn registry_round_trips_and_hides_tokens() {
         let key = SecretKey::from_seed(3);
         let mut r = Registry::new(&key);
-        let (t, h) = r.mint(&key, HoneypotKind::ApiKey, Site::file("data/x.jsonl")).unwrap();
+        let (t, h) = r
+            .mint(&key, HoneypotKind::ApiKey, Site::file("data/x.jsonl"))
+            .unwrap();
         let (t, id) = (t, h.id);
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("reg.json");

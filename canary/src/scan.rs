@@ -146,7 +146,10 @@ impl ScannerBuilder {
         let mut exact_bytes = Vec::new();
         for (name, p) in self.exact {
             if p.is_empty() {
-                return Err(Error::param("exact", format!("canary `{name}` is an empty string")));
+                return Err(Error::param(
+                    "exact",
+                    format!("canary `{name}` is an empty string"),
+                ));
             }
             max_len = max_len.max(p.len());
             exact_bytes.push(p);
@@ -161,7 +164,9 @@ impl ScannerBuilder {
             if let Some(k) = self.kind {
                 b.kind(Some(k));
             }
-            b.build(pats).map(Some).map_err(|e| Error::param("patterns", e.to_string()))
+            b.build(pats)
+                .map(Some)
+                .map_err(|e| Error::param("patterns", e.to_string()))
         };
         // Leftmost-first lets the crate use its SIMD (Teddy) prefilter for the
         // few prefixes; overlapping candidates are found by restarting one byte
@@ -180,8 +185,16 @@ impl ScannerBuilder {
             honeypots,
             exact,
             max_len,
-            chunk: if self.chunk == 0 { DEFAULT_CHUNK } else { self.chunk },
-            split: if self.split == 0 { DEFAULT_SPLIT } else { self.split },
+            chunk: if self.chunk == 0 {
+                DEFAULT_CHUNK
+            } else {
+                self.chunk
+            },
+            split: if self.split == 0 {
+                DEFAULT_SPLIT
+            } else {
+                self.split
+            },
         })
     }
 }
@@ -219,7 +232,9 @@ pub struct Scanner {
 
 /// Newlines in `b`, counted in blocks with a narrow accumulator so the loop vectorises.
 fn count_newlines(b: &[u8]) -> u64 {
-    b.chunks(4096).map(|c| u64::from(c.iter().map(|&x| u32::from(x == b'\n')).sum::<u32>())).sum()
+    b.chunks(4096)
+        .map(|c| u64::from(c.iter().map(|&x| u32::from(x == b'\n')).sum::<u32>()))
+        .sum()
 }
 
 impl Scanner {
@@ -252,7 +267,9 @@ impl Scanner {
         if let Some(ac) = &self.prefixes {
             let mut pos = 0usize;
             while pos < buf.len() {
-                let Some(m) = ac.find(aho_corasick::Input::new(buf).range(pos..)) else { break };
+                let Some(m) = ac.find(aho_corasick::Input::new(buf).range(pos..)) else {
+                    break;
+                };
                 let start = m.start();
                 pos = start + 1;
                 let kind = self.kinds[m.pattern().as_usize()];
@@ -285,14 +302,23 @@ impl Scanner {
         for (start, target) in found {
             nl += count_newlines(&buf[nl_pos..start]);
             nl_pos = start;
-            out.push(Raw { offset: base + start as u64, nl_before: nl as i64, target });
+            out.push(Raw {
+                offset: base + start as u64,
+                nl_before: nl as i64,
+                target,
+            });
         }
     }
 
     /// Scan a stream. `first_min_end` bytes at its start were already searched
     /// as the end of a previous range (their matches belong to it). Returns the
     /// raw hits, the bytes read and the newlines after the first `first_min_end` bytes.
-    fn scan_stream<R: Read>(&self, mut r: R, base: u64, first_min_end: usize) -> std::io::Result<(Vec<Raw>, u64, u64)> {
+    fn scan_stream<R: Read>(
+        &self,
+        mut r: R,
+        base: u64,
+        first_min_end: usize,
+    ) -> std::io::Result<(Vec<Raw>, u64, u64)> {
         let keep = self.max_len.saturating_sub(1);
         let mut buf: Vec<u8> = Vec::with_capacity(self.chunk + keep);
         let mut out = Vec::new();
@@ -350,7 +376,9 @@ impl Scanner {
             .map(|&(s, e)| {
                 let pre = (s as usize).min(self.max_len.saturating_sub(1));
                 let slice = &bytes[s as usize - pre..e as usize];
-                self.scan_stream(slice, s - pre as u64, pre).map(|(h, _, nl)| (h, nl)).unwrap_or_default()
+                self.scan_stream(slice, s - pre as u64, pre)
+                    .map(|(h, _, nl)| (h, nl))
+                    .unwrap_or_default()
             })
             .collect();
         self.assemble(name, parts)
@@ -393,8 +421,12 @@ impl Scanner {
 
     fn target(&self, t: RawTarget) -> Target {
         match t {
-            RawTarget::Honeypot(i) => Target::Honeypot { honeypot: self.honeypots[i].clone() },
-            RawTarget::Exact(i) => Target::Canary { name: self.exact[i].clone() },
+            RawTarget::Honeypot(i) => Target::Honeypot {
+                honeypot: self.honeypots[i].clone(),
+            },
+            RawTarget::Exact(i) => Target::Canary {
+                name: self.exact[i].clone(),
+            },
         }
     }
 
@@ -435,7 +467,8 @@ impl Scanner {
                         let pre = s.min(self.max_len.saturating_sub(1) as u64);
                         let mut f = File::open(path)?;
                         f.seek(SeekFrom::Start(s - pre))?;
-                        let (h, _, nl) = self.scan_stream(f.take(e - s + pre), s - pre, pre as usize)?;
+                        let (h, _, nl) =
+                            self.scan_stream(f.take(e - s + pre), s - pre, pre as usize)?;
                         Ok((h, nl))
                     })
                     .collect::<std::io::Result<_>>()
@@ -453,8 +486,10 @@ impl Scanner {
         for p in paths {
             collect_files(p, &mut files)?;
         }
-        let results: Vec<(PathBuf, Result<(Vec<Hit>, u64)>)> =
-            files.par_iter().map(|p| (p.clone(), self.scan_file(p))).collect();
+        let results: Vec<(PathBuf, FileScan)> = files
+            .par_iter()
+            .map(|p| (p.clone(), self.scan_file(p)))
+            .collect();
         let mut s = ScanSummary::default();
         for (p, r) in results {
             match r {
@@ -466,10 +501,14 @@ impl Scanner {
                 Err(e) => s.errors.push(format!("{}: {e}", p.display())),
             }
         }
-        s.hits.sort_by(|a, b| (a.file.as_str(), a.offset).cmp(&(b.file.as_str(), b.offset)));
+        s.hits
+            .sort_by(|a, b| (a.file.as_str(), a.offset).cmp(&(b.file.as_str(), b.offset)));
         Ok(s)
     }
 }
+
+/// Hits in one file and the bytes scanned.
+type FileScan = Result<(Vec<Hit>, u64)>;
 
 /// Compression of a file, by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -484,7 +523,12 @@ pub enum Compression {
 
 /// The compression of `path` by its extension.
 pub fn compression(path: &Path) -> Compression {
-    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("gz") => Compression::Gzip,
         Some("zst") => Compression::Zstd,
         _ => Compression::None,
@@ -534,17 +578,28 @@ mod tests {
     fn finds_tokens_with_lines_and_ignores_lookalikes() {
         let (r, t) = reg(4);
         let s = Scanner::for_registry(&r).unwrap();
-        let text = format!("hello\n{}\nAKIAAAAAAAAAAAAAAAAA lookalike\nx {} y {}\n", t[0], t[1], t[2]);
+        let text = format!(
+            "hello\n{}\nAKIAAAAAAAAAAAAAAAAA lookalike\nx {} y {}\n",
+            t[0], t[1], t[2]
+        );
         let hits = s.scan_bytes(text.as_bytes(), "mem");
         assert_eq!(hits.len(), 3, "{hits:?}");
-        assert_eq!(hits.iter().map(|h| h.line).collect::<Vec<_>>(), vec![2, 4, 4]);
+        assert_eq!(
+            hits.iter().map(|h| h.line).collect::<Vec<_>>(),
+            vec![2, 4, 4]
+        );
         assert_eq!(hits[0].offset, 6);
     }
 
     #[test]
     fn exact_canaries_and_chunk_boundaries() {
         let (r, t) = reg(2);
-        let s = Scanner::builder().registry(&r).exact("c1", "purple heron").chunk_size(7).build().unwrap();
+        let s = Scanner::builder()
+            .registry(&r)
+            .exact("c1", "purple heron")
+            .chunk_size(7)
+            .build()
+            .unwrap();
         let text = format!("aa purple heron\n\n{}zz{}", t[0], t[1]);
         let hits = s.scan_reader(text.as_bytes(), "mem").unwrap();
         assert_eq!(hits.len(), 3, "{hits:?}");
@@ -560,7 +615,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let body = format!("{{\"text\":\"key {}\"}}\n", t[0]);
         let gz = dir.path().join("a.jsonl.gz");
-        let mut e = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::default());
+        let mut e = flate2::write::GzEncoder::new(
+            File::create(&gz).unwrap(),
+            flate2::Compression::default(),
+        );
         e.write_all(body.as_bytes()).unwrap();
         e.finish().unwrap();
         let zst = dir.path().join("b.csv.zst");
@@ -575,7 +633,12 @@ mod tests {
     #[test]
     fn split_ranges_find_each_token_once() {
         let (r, t) = reg(8);
-        let s = Scanner::builder().registry(&r).split_above(64).chunk_size(16).build().unwrap();
+        let s = Scanner::builder()
+            .registry(&r)
+            .split_above(64)
+            .chunk_size(16)
+            .build()
+            .unwrap();
         let mut text = String::new();
         for (i, tok) in t.iter().enumerate() {
             text.push_str(&"ab\n".repeat(7 * i + 3));
@@ -592,6 +655,9 @@ mod tests {
         std::fs::write(&p, &text).unwrap();
         let (fh, n) = s.scan_file(&p).unwrap();
         assert_eq!(n, text.len() as u64);
-        assert_eq!(fh.iter().map(|h| (h.offset, h.line)).collect::<Vec<_>>(), hits.iter().map(|h| (h.offset, h.line)).collect::<Vec<_>>());
+        assert_eq!(
+            fh.iter().map(|h| (h.offset, h.line)).collect::<Vec<_>>(),
+            hits.iter().map(|h| (h.offset, h.line)).collect::<Vec<_>>()
+        );
     }
 }

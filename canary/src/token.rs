@@ -50,8 +50,12 @@ pub enum HoneypotKind {
 
 impl HoneypotKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [HoneypotKind; 4] =
-        [HoneypotKind::AwsKey, HoneypotKind::ApiKey, HoneypotKind::SystemPrompt, HoneypotKind::Pii];
+    pub const ALL: [HoneypotKind; 4] = [
+        HoneypotKind::AwsKey,
+        HoneypotKind::ApiKey,
+        HoneypotKind::SystemPrompt,
+        HoneypotKind::Pii,
+    ];
 
     /// The fixed prefix of this kind's tokens.
     pub fn prefix(self) -> &'static str {
@@ -129,7 +133,8 @@ impl SecretKey {
     pub fn from_seed(seed: u64) -> Self {
         use rand::RngCore;
         let mut k = [0u8; 32];
-        mithridate_core::rng::seeded(mithridate_core::rng::derive_seed(seed, "canary-secret-key")).fill_bytes(&mut k);
+        mithridate_core::rng::seeded(mithridate_core::rng::derive_seed(seed, "canary-secret-key"))
+            .fill_bytes(&mut k);
         Self(k)
     }
 
@@ -140,10 +145,11 @@ impl SecretKey {
 
     /// Parse 64 hex digits (surrounding whitespace ignored).
     pub fn from_hex(s: &str) -> Result<Self> {
-        let raw = hex::decode(s.trim()).map_err(|e| Error::Crypto(format!("secret key is not hex: {e}")))?;
-        let arr: [u8; 32] = raw
-            .try_into()
-            .map_err(|v: Vec<u8>| Error::Crypto(format!("secret key has {} bytes, expected 32", v.len())))?;
+        let raw = hex::decode(s.trim())
+            .map_err(|e| Error::Crypto(format!("secret key is not hex: {e}")))?;
+        let arr: [u8; 32] = raw.try_into().map_err(|v: Vec<u8>| {
+            Error::Crypto(format!("secret key has {} bytes, expected 32", v.len()))
+        })?;
         Ok(Self(arr))
     }
 
@@ -161,7 +167,10 @@ impl SecretKey {
     /// Write the key to `path` atomically. The temporary file is created with
     /// owner-only permissions, and the rename keeps them.
     pub fn write(&self, path: &Path) -> Result<()> {
-        mithridate_core::io::atomic::write_bytes_atomic(path, format!("{}\n", self.to_hex()).as_bytes())
+        mithridate_core::io::atomic::write_bytes_atomic(
+            path,
+            format!("{}\n", self.to_hex()).as_bytes(),
+        )
     }
 
     /// HMAC-SHA256 of `parts` (concatenated) under this key.
@@ -194,7 +203,11 @@ impl SecretKey {
     /// `n` bytes of deterministic filler for honeypot bait (fake secret
     /// halves, phone digits...), derived from the key, `label` and `id`.
     pub fn filler(&self, label: &str, id: u64) -> [u8; 32] {
-        self.mac(&[b"mithridate/filler/v1\0", label.as_bytes(), &id.to_be_bytes()])
+        self.mac(&[
+            b"mithridate/filler/v1\0",
+            label.as_bytes(),
+            &id.to_be_bytes(),
+        ])
     }
 }
 
@@ -247,12 +260,21 @@ mod tests {
             let t = k.mint(kind, 7);
             assert_eq!(t.len(), kind.token_len());
             assert!(t.starts_with(kind.prefix()));
-            assert!(t.as_bytes()[kind.prefix().len()..].iter().all(|&b| is_body_byte(b)), "{t}");
+            assert!(
+                t.as_bytes()[kind.prefix().len()..]
+                    .iter()
+                    .all(|&b| is_body_byte(b)),
+                "{t}"
+            );
             assert_eq!(t, k.mint(kind, 7));
             assert_ne!(t, SecretKey::from_seed(2).mint(kind, 7));
             assert_eq!(HoneypotKind::parse(&kind.to_string()).unwrap(), kind);
         }
-        assert_eq!(k.mint(HoneypotKind::AwsKey, 0).len(), 20, "AWS key ids are 20 characters");
+        assert_eq!(
+            k.mint(HoneypotKind::AwsKey, 0).len(),
+            20,
+            "AWS key ids are 20 characters"
+        );
     }
 
     #[test]

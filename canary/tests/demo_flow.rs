@@ -1,6 +1,7 @@
 //! The layer's end-to-end claim: honeypots planted into a copy of a JSONL
 //! dataset are found by the scanner in the outputs of a model trained on that
 //! copy; a model trained on the clean data produces none.
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
 
 use std::path::Path;
 
@@ -25,10 +26,18 @@ const PROMPTS: &[&str] = &[
 
 /// Train the demo model on `data` and write its completions of the prompts as JSONL.
 fn train_and_generate(data: &Path, out: &Path) {
-    let opts = ReadOptions { id_column: Some("id".into()), ..Default::default() };
+    let opts = ReadOptions {
+        id_column: Some("id".into()),
+        ..Default::default()
+    };
     let (ds, _) = jsonl::read_jsonl(data, &opts).unwrap();
-    let lm = NgramLm::train(ds.text().unwrap(), 14).unwrap().with_generation(200);
-    let inputs: Vec<Input> = PROMPTS.iter().map(|p| Input::Text((*p).to_string())).collect();
+    let lm = NgramLm::train(ds.text().unwrap(), 14)
+        .unwrap()
+        .with_generation(200);
+    let inputs: Vec<Input> = PROMPTS
+        .iter()
+        .map(|p| Input::Text((*p).to_string()))
+        .collect();
     let outs = lm.predict(&inputs).unwrap();
     let mut body = String::new();
     for (p, o) in PROMPTS.iter().zip(outs) {
@@ -43,7 +52,11 @@ fn train_and_generate(data: &Path, out: &Path) {
 fn honeypots_planted_in_training_data_are_found_in_model_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let clean = dir.path().join("train.jsonl");
-    jsonl::write_jsonl(&mithridate_core::datasets::synthetic_text(400, 4, 7), &clean).unwrap();
+    jsonl::write_jsonl(
+        &mithridate_core::datasets::synthetic_text(400, 4, 7),
+        &clean,
+    )
+    .unwrap();
     let planted = dir.path().join("train.planted.jsonl");
     let key = SecretKey::generate();
     let mut reg = Registry::new(&key);
@@ -85,5 +98,9 @@ fn honeypots_planted_in_training_data_are_found_in_model_outputs() {
 }
 
 fn key_opts() -> JsonlPlanting {
-    JsonlPlanting { count: 4, seed: 1, ..Default::default() }
+    JsonlPlanting {
+        count: 4,
+        seed: 1,
+        ..Default::default()
+    }
 }

@@ -1,6 +1,7 @@
 //! Property tests: tokens never collide; the scanner finds every planted
 //! token wherever it sits (chunk boundaries and parallel range boundaries
 //! included), exactly once, with the right line; parsers never panic.
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
 
 use std::collections::HashSet;
 
@@ -14,7 +15,9 @@ fn registry(seed: u64, n: usize) -> (Registry, Vec<(u64, String)>) {
     let mut r = Registry::new(&key);
     let mut toks = Vec::new();
     for i in 0..n {
-        let (t, h) = r.mint(&key, HoneypotKind::ALL[i % 4], Site::file("p")).unwrap();
+        let (t, h) = r
+            .mint(&key, HoneypotKind::ALL[i % 4], Site::file("p"))
+            .unwrap();
         toks.push((h.id, t));
     }
     (r, toks)

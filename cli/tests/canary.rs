@@ -1,5 +1,6 @@
 //! `mithridate canary` end to end: plant, scan, verify, exposure, watch; JSON
 //! output and exit codes (0 pass, 1 gate failed, 2 error).
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -13,7 +14,8 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 fn dataset(dir: &Path) {
@@ -27,27 +29,86 @@ fn plant_records_then_scan_finds_them_and_the_clean_file_passes() {
     dataset(d.path());
     let o = run(
         d.path(),
-        &["--json", "canary", "plant", "records", "--into", "train.jsonl", "-o", "planted.jsonl", "--registry", "reg.json",
-          "--key", "key.hex", "--new-key", "--count", "6"],
+        &[
+            "--json",
+            "canary",
+            "plant",
+            "records",
+            "--into",
+            "train.jsonl",
+            "-o",
+            "planted.jsonl",
+            "--registry",
+            "reg.json",
+            "--key",
+            "key.hex",
+            "--new-key",
+            "--count",
+            "6",
+        ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let planted = json(&o)["planted"].as_array().unwrap().len();
     assert_eq!(planted, 6);
     // The registry does not hold the tokens: scanning it finds nothing.
-    let o = run(d.path(), &["--json", "canary", "scan", "reg.json", "--registry", "reg.json"]);
+    let o = run(
+        d.path(),
+        &[
+            "--json",
+            "canary",
+            "scan",
+            "reg.json",
+            "--registry",
+            "reg.json",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0));
 
-    let o = run(d.path(), &["--json", "canary", "scan", "planted.jsonl", "train.jsonl", "--registry", "reg.json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(
+        d.path(),
+        &[
+            "--json",
+            "canary",
+            "scan",
+            "planted.jsonl",
+            "train.jsonl",
+            "--registry",
+            "reg.json",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v = json(&o);
     let hits = v["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 6);
     for h in hits {
         assert!(h["file"].as_str().unwrap().ends_with("planted.jsonl"));
-        assert_eq!(h["line"], h["target"]["honeypot"]["site"]["line"], "found where planted: {h}");
+        assert_eq!(
+            h["line"], h["target"]["honeypot"]["site"]["line"],
+            "found where planted: {h}"
+        );
         assert!(h["target"]["honeypot"]["planted_at"].is_string());
     }
-    let o = run(d.path(), &["--json", "canary", "scan", "train.jsonl", "--registry", "reg.json"]);
+    let o = run(
+        d.path(),
+        &[
+            "--json",
+            "canary",
+            "scan",
+            "train.jsonl",
+            "--registry",
+            "reg.json",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(json(&o)["hits"].as_array().unwrap().len(), 0);
 }
@@ -55,33 +116,82 @@ fn plant_records_then_scan_finds_them_and_the_clean_file_passes() {
 #[test]
 fn honeypot_files_verify_and_watch() {
     let d = tempfile::tempdir().unwrap();
-    let o = run(d.path(), &["canary", "plant", "files", "hp", "--registry", "reg.json", "--key", "k.hex", "--new-key", "--count", "4"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = run(d.path(), &["--json", "canary", "verify", "--registry", "reg.json"]);
+    let o = run(
+        d.path(),
+        &[
+            "canary",
+            "plant",
+            "files",
+            "hp",
+            "--registry",
+            "reg.json",
+            "--key",
+            "k.hex",
+            "--new-key",
+            "--count",
+            "4",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(
+        d.path(),
+        &["--json", "canary", "verify", "--registry", "reg.json"],
+    );
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(json(&o)["checked"], 4);
 
     // watch logs an open of a honeypot file as a JSON line.
     let child = bin()
         .current_dir(d.path())
-        .args(["canary", "watch", "hp", "--registry", "reg.json", "--for", "2"])
+        .args([
+            "canary",
+            "watch",
+            "hp",
+            "--registry",
+            "reg.json",
+            "--for",
+            "2",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
-    std::fs::write(d.path().join("hp/payments.env"), "PAYMENTS_SECRET_KEY=changed\n").unwrap();
+    std::fs::write(
+        d.path().join("hp/payments.env"),
+        "PAYMENTS_SECRET_KEY=changed\n",
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(lines.iter().any(|e| e["paths"][0].as_str().unwrap_or("").ends_with("payments.env")), "{lines:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|e| e["paths"][0]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("payments.env")),
+        "{lines:?}"
+    );
 
-    let o = run(d.path(), &["--json", "canary", "verify", "--registry", "reg.json"]);
+    let o = run(
+        d.path(),
+        &["--json", "canary", "verify", "--registry", "reg.json"],
+    );
     assert_eq!(o.status.code(), Some(1));
     let changed = json(&o)["changed"].as_array().unwrap().clone();
     assert_eq!(changed.len(), 1);
-    assert!(changed[0]["path"].as_str().unwrap().ends_with("payments.env"));
+    assert!(changed[0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("payments.env"));
 }
 
 #[test]
@@ -90,19 +200,76 @@ fn exposure_flags_memorised_secrets_only_when_trained_on_them() {
     dataset(d.path());
     let o = run(
         d.path(),
-        &["canary", "plant", "secrets", "--into", "train.jsonl", "-o", "s.jsonl", "--secrets-out", "secrets.json",
-          "--secrets", "2", "--repeats", "4", "--digits", "4"],
+        &[
+            "canary",
+            "plant",
+            "secrets",
+            "--into",
+            "train.jsonl",
+            "-o",
+            "s.jsonl",
+            "--secrets-out",
+            "secrets.json",
+            "--secrets",
+            "2",
+            "--repeats",
+            "4",
+            "--digits",
+            "4",
+        ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = run(d.path(), &["--json", "canary", "exposure", "--secrets", "secrets.json", "--train-ngram", "s.jsonl"]);
-    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(
+        d.path(),
+        &[
+            "--json",
+            "canary",
+            "exposure",
+            "--secrets",
+            "secrets.json",
+            "--train-ngram",
+            "s.jsonl",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v = json(&o);
     assert_eq!(v["report"]["metrics"]["memorised"], 2.0);
-    let o = run(d.path(), &["--json", "canary", "exposure", "--secrets", "secrets.json", "--train-ngram", "train.jsonl"]);
+    let o = run(
+        d.path(),
+        &[
+            "--json",
+            "canary",
+            "exposure",
+            "--secrets",
+            "secrets.json",
+            "--train-ngram",
+            "train.jsonl",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(json(&o)["report"]["metrics"]["memorised"], 0.0);
     // The secrets themselves are found in the planted copy by the scanner.
-    let o = run(d.path(), &["--json", "canary", "scan", "s.jsonl", "--secrets", "secrets.json"]);
+    let o = run(
+        d.path(),
+        &[
+            "--json",
+            "canary",
+            "scan",
+            "s.jsonl",
+            "--secrets",
+            "secrets.json",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(json(&o)["hits"].as_array().unwrap().len(), 8);
 }
@@ -114,7 +281,19 @@ fn bad_input_exits_2_and_names_the_file() {
     let o = run(d.path(), &["canary", "scan", ".", "--registry", "reg.json"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("reg.json"));
-    let o = run(d.path(), &["canary", "plant", "files", "hp", "--registry", "r.json", "--key", "missing.hex"]);
+    let o = run(
+        d.path(),
+        &[
+            "canary",
+            "plant",
+            "files",
+            "hp",
+            "--registry",
+            "r.json",
+            "--key",
+            "missing.hex",
+        ],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.hex"));
     let o = run(d.path(), &["canary", "scan", "nothing-here"]);

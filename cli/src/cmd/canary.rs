@@ -90,7 +90,11 @@ pub struct PlantRecordsArgs {
     #[arg(long, default_value_t = 4)]
     pub count: usize,
     /// Kinds, comma-separated: aws-key, api-key, system-prompt, pii.
-    #[arg(long, value_delimiter = ',', default_value = "aws-key,api-key,system-prompt,pii")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "aws-key,api-key,system-prompt,pii"
+    )]
     pub kinds: Vec<String>,
     /// Text field that receives the bait (default `text`, else the first string field).
     #[arg(long)]
@@ -111,7 +115,11 @@ pub struct PlantFilesArgs {
     #[arg(long, default_value_t = 4)]
     pub count: usize,
     /// Kinds, comma-separated: aws-key, api-key, system-prompt, pii.
-    #[arg(long, value_delimiter = ',', default_value = "aws-key,api-key,system-prompt,pii")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "aws-key,api-key,system-prompt,pii"
+    )]
     pub kinds: Vec<String>,
 }
 
@@ -240,7 +248,10 @@ pub fn run(args: CanaryArgs, g: &Global) -> Result<Outcome> {
 }
 
 fn kinds(names: &[String]) -> Result<Vec<HoneypotKind>> {
-    names.iter().map(|n| HoneypotKind::parse(n.trim()).map_err(anyhow::Error::from)).collect()
+    names
+        .iter()
+        .map(|n| HoneypotKind::parse(n.trim()).map_err(anyhow::Error::from))
+        .collect()
 }
 
 fn open_keys(k: &KeyArgs) -> Result<(SecretKey, Registry)> {
@@ -251,7 +262,10 @@ fn open_keys(k: &KeyArgs) -> Result<(SecretKey, Registry)> {
         key.write(&k.key)?;
         key
     } else {
-        bail!("{}: no such key file (add --new-key to create one)", k.key.display());
+        bail!(
+            "{}: no such key file (add --new-key to create one)",
+            k.key.display()
+        );
     };
     let reg = Registry::load_or_new(&k.registry, &key)?;
     Ok((key, reg))
@@ -268,12 +282,25 @@ fn plant_records(a: PlantRecordsArgs, g: &Global) -> Result<Outcome> {
     };
     let planted = plant_jsonl(&a.into, &a.out, &key, &mut reg, &opts)?;
     reg.save(&a.keys.registry)?;
-    let sites: Vec<_> = planted.iter().map(|p| json!({ "id": p.id, "kind": p.kind, "site": p.site })).collect();
+    let sites: Vec<_> = planted
+        .iter()
+        .map(|p| json!({ "id": p.id, "kind": p.kind, "site": p.site }))
+        .collect();
     if !g.emit_json(&json!({ "planted": sites, "registry": a.keys.registry, "out": a.out }))? {
         for p in &planted {
-            g.say(format!("planted honeypot #{} ({}) at {}:{}", p.id, p.kind, p.site.path, p.site.line.unwrap_or(0)));
+            g.say(format!(
+                "planted honeypot #{} ({}) at {}:{}",
+                p.id,
+                p.kind,
+                p.site.path,
+                p.site.line.unwrap_or(0)
+            ));
         }
-        g.say(format!("registry: {} ({} honeypots)", a.keys.registry.display(), reg.honeypots.len()));
+        g.say(format!(
+            "registry: {} ({} honeypots)",
+            a.keys.registry.display(),
+            reg.honeypots.len()
+        ));
     }
     Ok(Outcome::Pass)
 }
@@ -282,17 +309,26 @@ fn plant_files_cmd(a: PlantFilesArgs, g: &Global) -> Result<Outcome> {
     let (key, mut reg) = open_keys(&a.keys)?;
     let planted = plant_files(&a.dir, &key, &mut reg, a.count, &kinds(&a.kinds)?)?;
     reg.save(&a.keys.registry)?;
-    let sites: Vec<_> = planted.iter().map(|p| json!({ "id": p.id, "kind": p.kind, "path": p.site.path })).collect();
+    let sites: Vec<_> = planted
+        .iter()
+        .map(|p| json!({ "id": p.id, "kind": p.kind, "path": p.site.path }))
+        .collect();
     if !g.emit_json(&json!({ "planted": sites, "registry": a.keys.registry }))? {
         for p in &planted {
-            g.say(format!("planted honeypot file #{} ({}) {}", p.id, p.kind, p.site.path));
+            g.say(format!(
+                "planted honeypot file #{} ({}) {}",
+                p.id, p.kind, p.site.path
+            ));
         }
     }
     Ok(Outcome::Pass)
 }
 
 fn plant_secrets(a: PlantSecretsArgs, g: &Global) -> Result<Outcome> {
-    let fmt = SecretFormat { prefix: a.prefix.clone(), digits: a.digits };
+    let fmt = SecretFormat {
+        prefix: a.prefix.clone(),
+        digits: a.digits,
+    };
     let set = SecretSet::generate(fmt, a.secrets, a.repeats, a.seed)?;
     let src = std::fs::read(&a.into).with_context(|| format!("reading {}", a.into.display()))?;
     let mut out = src.clone();
@@ -325,23 +361,38 @@ fn verify(a: VerifyArgs, g: &Global) -> Result<Outcome> {
     let changed = monitor::verify(&reg);
     if !g.emit_json(&json!({ "checked": checked, "changed": changed }))? {
         for c in &changed {
-            g.say(format!("CHANGED honeypot #{} {}: {}", c.id, c.path, c.changes.join(", ")));
+            g.say(format!(
+                "CHANGED honeypot #{} {}: {}",
+                c.id,
+                c.path,
+                c.changes.join(", ")
+            ));
         }
-        g.say(format!("{checked} honeypot files checked, {} changed", changed.len()));
+        g.say(format!(
+            "{checked} honeypot files checked, {} changed",
+            changed.len()
+        ));
     }
     Ok(Outcome::gate(!changed.is_empty()))
 }
 
 fn exposure_cmd(a: ExposureArgs, g: &Global) -> Result<Outcome> {
-    let bytes = std::fs::read(&a.secrets).with_context(|| format!("reading {}", a.secrets.display()))?;
-    let set: SecretSet =
-        serde_json::from_slice(&bytes).with_context(|| format!("{}: not a secret set", a.secrets.display()))?;
+    let bytes =
+        std::fs::read(&a.secrets).with_context(|| format!("reading {}", a.secrets.display()))?;
+    let set: SecretSet = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a secret set", a.secrets.display()))?;
     let predictor: Box<dyn Predictor> = if let Some(c) = &a.command {
-        Box::new(mithridate_validation::CommandPredictor::from_command_line(c)?)
+        Box::new(mithridate_validation::CommandPredictor::from_command_line(
+            c,
+        )?)
     } else if let Some(u) = &a.url {
         Box::new(mithridate_validation::HttpPredictor::new(u.clone()))
     } else if let Some(p) = &a.train_ngram {
-        let opts = ReadOptions { text_fields: vec![a.text_field.clone()], label_column: None, ..Default::default() };
+        let opts = ReadOptions {
+            text_fields: vec![a.text_field.clone()],
+            label_column: None,
+            ..Default::default()
+        };
         let (ds, _) = jsonl::read_jsonl(p, &opts)?;
         let texts = ds
             .text_fields
@@ -396,7 +447,8 @@ fn scan(a: ScanArgs, g: &Global) -> Result<Outcome> {
     }
     if let Some(s) = &a.secrets {
         let bytes = std::fs::read(s).with_context(|| format!("reading {}", s.display()))?;
-        let set: SecretSet = serde_json::from_slice(&bytes).with_context(|| format!("{}: not a secret set", s.display()))?;
+        let set: SecretSet = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not a secret set", s.display()))?;
         for s in set.secrets {
             b = b.exact(s.id, s.text);
             what += 1;
@@ -425,7 +477,9 @@ fn scan(a: ScanArgs, g: &Global) -> Result<Outcome> {
                     h.file,
                     h.line
                 )),
-                Target::Canary { name } => g.say(format!("FOUND canary {name} -> {}:{}", h.file, h.line)),
+                Target::Canary { name } => {
+                    g.say(format!("FOUND canary {name} -> {}:{}", h.file, h.line))
+                }
             }
         }
         for e in &sum.errors {
@@ -439,7 +493,11 @@ fn scan(a: ScanArgs, g: &Global) -> Result<Outcome> {
         ));
     }
     if sum.hits.is_empty() && !sum.errors.is_empty() {
-        bail!("{} files could not be read: {}", sum.errors.len(), sum.errors.join("; "));
+        bail!(
+            "{} files could not be read: {}",
+            sum.errors.len(),
+            sum.errors.join("; ")
+        );
     }
     Ok(Outcome::gate(!sum.hits.is_empty()))
 }
@@ -451,7 +509,10 @@ fn watch(a: WatchArgs, g: &Global) -> Result<Outcome> {
         Some(s) => bail!("--for {s}: must be a non-negative number of seconds"),
         None => None,
     };
-    let opts = WatchOptions { duration, poll: a.poll_ms.map(Duration::from_millis) };
+    let opts = WatchOptions {
+        duration,
+        poll: a.poll_ms.map(Duration::from_millis),
+    };
     let stop = AtomicBool::new(false);
     let mut all = Vec::new();
     let json_doc = g.json;
@@ -461,8 +522,11 @@ fn watch(a: WatchArgs, g: &Global) -> Result<Outcome> {
             all.push(e.clone());
         } else {
             let mut out = stdout.lock();
-            let line = serde_json::to_string(e).map_err(|err| mithridate_core::Error::data(err.to_string()))?;
-            writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|err| mithridate_core::Error::io("<stdout>", err))?;
+            let line = serde_json::to_string(e)
+                .map_err(|err| mithridate_core::Error::data(err.to_string()))?;
+            writeln!(out, "{line}")
+                .and_then(|()| out.flush())
+                .map_err(|err| mithridate_core::Error::io("<stdout>", err))?;
         }
         Ok(())
     })?;
