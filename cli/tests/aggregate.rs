@@ -1,4 +1,5 @@
 //! `mithridate aggregate` end to end: NPY in, NPY out, JSON, exit codes, errors.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::path::Path;
 use std::process::Command;

@@ -31,6 +31,9 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 const K: usize = 10;
+
+/// An aggregator's method as a function of the number of Byzantine clients.
+type MethodFor = Box<dyn Fn(usize) -> Method>;
 const TARGET: u32 = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,7 +181,7 @@ fn simulate(
                         let ya: Vec<u32> = y
                             .iter()
                             .copied()
-                            .chain(std::iter::repeat(TARGET).take(y.len()))
+                            .chain(std::iter::repeat_n(TARGET, y.len()))
                             .collect();
                         local_update(&global, xa.view(), &ya, cfg, seed)
                             .iter()
@@ -283,7 +286,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     let n_clients = cfg.clients;
-    let methods: Vec<(&str, Box<dyn Fn(usize) -> Method>)> = vec![
+    let methods: Vec<(&str, MethodFor)> = vec![
         ("fedavg", Box::new(|_| Method::FedAvg)),
         ("median", Box::new(|_| Method::Median)),
         ("trimmed", Box::new(|_| Method::TrimmedMean { beta: 0.3 })),
