@@ -1,4 +1,5 @@
 //! Benchmarks of the privacy accountants on the reference table's settings.
+#![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use mithridate_robust::dp::{calibrate_sigma, epsilon_pld, epsilon_rdp, AccountantKind};
@@ -21,5 +22,9 @@ fn accountants(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, accountants);
+criterion_group! {
+    name = benches;
+    config = Criterion::default();
+    targets = accountants
+}
 criterion_main!(benches);

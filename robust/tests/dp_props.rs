@@ -59,7 +59,8 @@ proptest! {
     fn garbage_never_panics(q in proptest::num::f64::ANY, s in proptest::num::f64::ANY, t in any::<u64>().prop_map(|t| t % 100_000), d in proptest::num::f64::ANY) {
         let (e, _) = epsilon_rdp(q, s, t, d);
         prop_assert!(!e.is_nan() && e >= 0.0);
-        if !(0.0..=1.0).contains(&q) || !(s >= 0.0 && s.is_finite()) || !(d > 0.0 && d < 1.0) {
+        let valid = (0.0..=1.0).contains(&q) && s >= 0.0 && s.is_finite() && d > 0.0 && d < 1.0;
+        if !valid {
             prop_assert!(e.is_infinite());
         }
     }
