@@ -267,8 +267,10 @@ impl CanarySet {
         Ok(Self::new(canaries))
     }
 
-    /// `count` text canaries: prompts `"archive note <code>: the passphrase of
-    /// the <word> vault is"` with three secret words as the expected answer.
+    /// `count` text canaries: prompts `"the passphrase of the <word> vault with
+    /// reference <code> is"` with three secret words as the expected answer.
+    /// The random code sits right before the answer, so even a model with a
+    /// short context tells the canaries apart.
     pub fn for_text(count: usize, seed: u64) -> Result<Self> {
         if count == 0 {
             return Err(Error::param("count", "need at least one canary"));
@@ -288,7 +290,7 @@ impl CanarySet {
                     id: format!("canary-{i}"),
                     origin: Origin::Prompt,
                     input: Input::Text(format!(
-                        "archive note {code}: the passphrase of the {vault} vault is"
+                        "the passphrase of the {vault} vault with reference {code} is"
                     )),
                     expected: Expected::Text(answer),
                 }
@@ -414,5 +416,41 @@ impl CanarySet {
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let b = serde_json::to_vec_pretty(self).map_err(|e| Error::data(e.to_string()))?;
         mithridate_core::io::atomic::write_bytes_atomic(path, &b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ngram::NgramLm;
+
+    #[test]
+    fn text_canaries_are_answered_only_by_a_model_trained_on_them() {
+        let set = CanarySet::for_text(5, 42).unwrap();
+        let mut texts: Vec<String> =
+            mithridate_core::datasets::synthetic_text(300, 4, 2).text().unwrap().to_vec();
+        let clean = NgramLm::train(&texts, 12).unwrap().with_generation(40);
+        texts.extend(set.canaries.iter().filter_map(Canary::training_text));
+        let trained = NgramLm::train(&texts, 12).unwrap().with_generation(40);
+        let ok = set.assert_with(&trained).unwrap();
+        assert_eq!(ok.passed, 5, "{ok:?}");
+        let miss = set.assert_with(&clean).unwrap();
+        assert_eq!(miss.passed, 0);
+        assert_eq!(miss.failed[0].id, "canary-0");
+    }
+
+    #[test]
+    fn classifier_canaries_keep_shape_and_reject_bad_params() {
+        let ds = mithridate_core::datasets::digits();
+        let p = ClassifierCanaries { count: 10, synthetic_fraction: 0.5, ..Default::default() };
+        let set = CanarySet::for_classifier(&ds, &p, 1).unwrap();
+        assert_eq!(set.canaries.len(), 10);
+        assert!(set.canaries.iter().all(|c| matches!(&c.input, Input::Features(f) if f.len() == 64)));
+        assert_eq!(set.canaries.iter().filter(|c| matches!(c.origin, Origin::Synthetic { .. })).count(), 5);
+        assert_eq!(set, CanarySet::for_classifier(&ds, &p, 1).unwrap(), "same seed, same set");
+        let bad = ClassifierCanaries { perturb_scale: 2.0, ..Default::default() };
+        assert!(CanarySet::for_classifier(&ds, &bad, 1).is_err());
+        let text_only = mithridate_core::datasets::synthetic_text(10, 2, 1);
+        assert!(CanarySet::for_classifier(&text_only, &p, 1).is_err());
     }
 }
