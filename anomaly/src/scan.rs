@@ -3,9 +3,10 @@
 //! budget, each decision explained.
 //!
 //! The combiner distinguishes two kinds of evidence:
-//! - confirmed poison (a trigger that passed its counterfactual test, a label
-//!   that a model which never saw the sample contradicts): quarantined, and
-//!   the verdict is Fail;
+//! - confirmed evidence (a trigger that passed its counterfactual test, a
+//!   label that a model which never saw the sample contradicts): quarantined;
+//!   the verdict is Fail for a trigger, and for label issues when they exceed
+//!   the budget (a few are the ordinary label noise of real data: Warn);
 //! - unconfirmed anomaly (outlier distance, spectral score, a small cluster):
 //!   quarantined only when at least `min_votes` detectors agree, and never more
 //!   than `fp_budget` of the samples (the most anomalous first); verdict Warn.
@@ -22,7 +23,7 @@ use mithridate_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::detector::{Detector, DetectorOutput};
+use crate::detector::{Detector, DetectorOutput, FlagKind};
 use crate::label::{LabelConsistency, LabelParams};
 use crate::outlier::{KnnOutlier, Mahalanobis, OutlierParams};
 use crate::spectral::{ActivationClustering, SpectralParams, SpectralSignatures};
@@ -100,7 +101,7 @@ impl Default for ScanParams {
     fn default() -> Self {
         Self {
             fp_budget: 0.005,
-            min_votes: 2,
+            min_votes: 3,
             detectors: None,
             trigger: FeatureTriggerParams::default(),
             text: TextTriggerParams::default(),
@@ -168,7 +169,7 @@ impl ScanOutcome {
     }
 }
 
-/// Flag `entry`'s reasons into `q`, keeping its combined score and trigger.
+/// Flag `entry`'s reasons into `q`, keeping its combined score, trigger and record.
 pub fn flag_into(q: &mut Quarantine, entry: &mithridate_core::QuarantineEntry) {
     let Some((last, rest)) = entry.reasons.split_last() else { return };
     for r in rest {
@@ -178,6 +179,9 @@ pub fn flag_into(q: &mut Quarantine, entry: &mithridate_core::QuarantineEntry) {
     e.score = e.score.max(entry.score);
     if e.trigger.is_none() {
         e.trigger.clone_from(&entry.trigger);
+    }
+    if e.record.is_none() {
+        e.record.clone_from(&entry.record);
     }
 }
 
@@ -304,9 +308,22 @@ pub fn scan_with_model(ds: &Dataset, params: &ScanParams, model: Option<&Arc<dyn
     for s in &skipped {
         report.findings.push(Finding::new(0.0, format!("detector skipped: {s}")));
     }
-    if !confirmed.is_empty() {
+    // A confirmed trigger is poison. Label issues are poison when there are
+    // more of them than the false-positive budget allows for the ordinary label
+    // noise every real dataset has; fewer are reported as a warning.
+    let trigger_hits = decisions
+        .iter()
+        .filter(|d| per[&d.index].iter().any(|(_, f)| f.kind == FlagKind::Trigger))
+        .count();
+    let label_hits = decisions
+        .iter()
+        .filter(|d| per[&d.index].iter().any(|(_, f)| f.kind == FlagKind::LabelIssue))
+        .count();
+    report.metric("flagged_trigger", trigger_hits as f64);
+    report.metric("flagged_label_issue", label_hits as f64);
+    if trigger_hits > 0 || label_hits as f64 > params.fp_budget * n as f64 {
         report.escalate(Verdict::Fail);
-    } else if !outliers.is_empty() {
+    } else if !decisions.is_empty() {
         report.escalate(Verdict::Warn);
     }
     report.summary = format!(
@@ -325,8 +342,10 @@ pub fn scan_with_model(ds: &Dataset, params: &ScanParams, model: Option<&Arc<dyn
 /// The anomaly layer as one defense: the default suite plus the combiner.
 ///
 /// Reads `cx.dataset` (and `cx.model` for the spectral representation when
-/// present), flags into `cx.quarantine`. Verdict: Fail when confirmed poison
-/// is quarantined, Warn for unconfirmed outliers only, Pass otherwise.
+/// present), flags into `cx.quarantine`. Verdict: Fail when poison is found (a
+/// confirmed trigger, or more label issues than the false-positive budget
+/// allows for ordinary label noise), Warn when only outliers or a few label
+/// issues are quarantined, Pass otherwise.
 /// Metrics: `flagged`, `samples`, `flagged_confirmed`, `flagged_outliers`,
 /// `<detector>.flagged` per detector and the detectors' own metrics.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -405,7 +405,11 @@ impl Detector for TextTriggerMining {
         let (map, cnt, lens) = count(texts, &y, k, p.max_ngram);
         let stride = k + 1;
         let tested = map.iter().filter(|(_, &s)| cnt[s as usize * stride] as usize >= p.min_support).count();
-        let level = ((tested.max(1) * k) as f64).log10() + p.mine_log10;
+        // Candidates need only be clearly associated (p < 10^-(2 + mine_log10)):
+        // the counterfactual test controls false positives, and a Bonferroni
+        // level over every n-gram would hide a tamper of five records in 5000.
+        let bonferroni = ((tested.max(1) * k) as f64).log10() + p.mine_log10;
+        let level = bonferroni.min(2.0 + p.mine_log10);
         let mut cands: Vec<TextCandidate> = map
             .iter()
             .filter_map(|(&key, &s)| {

@@ -155,6 +155,15 @@ struct Candidate {
     members: Vec<usize>,
     carriers: Vec<usize>,
     score: f64,
+    /// Purity of the group that seeded a merge (the purest of its parts): a
+    /// merge with looser sub-patterns must not make natural carriers look pure.
+    core_purity: f64,
+    /// Members of that seed group.
+    core: Vec<usize>,
+    /// How improbable the pattern is under the per-feature value frequencies
+    /// (`-log10`, summed over its features): a stamped trigger writes values
+    /// that are rare where it writes them, a natural pattern does not.
+    surprise: f64,
 }
 
 impl Candidate {
@@ -172,6 +181,19 @@ fn mine(x: ArrayView2<'_, f32>, y: &[u32], k: usize, p: &FeatureTriggerParams) -
     let base: Vec<f64> = class_n.iter().map(|&c| c as f64 / n.max(1) as f64).collect();
     let max_group = (p.max_group_fraction * n as f64) as usize;
     let regs = regions(x.ncols(), p.max_region);
+    let freq: Vec<crate::util::FxMap<u64, u32>> = (0..x.ncols())
+        .map(|j| {
+            let mut m = crate::util::FxMap::default();
+            for i in 0..n {
+                *m.entry(quantize(x[[i, j]])).or_insert(0) += 1;
+            }
+            m
+        })
+        .collect();
+    let surprise = |j: usize, v: f32| -> f64 {
+        let c = freq[j].get(&quantize(v)).copied().unwrap_or(0);
+        -((f64::from(c) + 1.0) / (n as f64 + 1.0)).log10()
+    };
     let per_region: Vec<(Vec<Candidate>, usize)> = regs
         .par_iter()
         .map(|reg| {
@@ -199,11 +221,16 @@ fn mine(x: ArrayView2<'_, f32>, y: &[u32], k: usize, p: &FeatureTriggerParams) -
                         let score = binom_tail_neg_log10(o as u64, g as u64, base[c]);
                         if score > 0.0 {
                             let i0 = keyed[s].1;
+                            let members: Vec<usize> =
+                                keyed[s..e].iter().map(|&(_, i)| i).filter(|&i| y[i] as usize == c).collect();
                             out.push(Candidate {
+                                surprise: reg.iter().map(|&j| surprise(j, x[[i0, j]])).sum(),
+                                core_purity: o as f64 / g as f64,
+                                core: members.clone(),
                                 region: reg.clone(),
                                 pattern: reg.iter().map(|&j| x[[i0, j]]).collect(),
                                 class: c as u32,
-                                members: keyed[s..e].iter().map(|&(_, i)| i).filter(|&i| y[i] as usize == c).collect(),
+                                members,
                                 carriers: keyed[s..e].iter().map(|&(_, i)| i).collect(),
                                 score,
                             });
@@ -269,13 +296,54 @@ fn drop_columns(x: ArrayView2<'_, f32>, rows: &[usize], region: &[usize]) -> Arr
     x.select(Axis(0), rows).select(Axis(1), &keep)
 }
 
-fn confirm(x: ArrayView2<'_, f32>, y: &[u32], c: &Candidate, p: &FeatureTriggerParams, seed: u64) -> Confirmation {
+fn confirm(x: ArrayView2<'_, f32>, y: &[u32], c: &Candidate, class_n: usize, p: &FeatureTriggerParams, seed: u64) -> Confirmation {
     let n = x.nrows();
     let mut in_s = vec![false; n];
     for &i in &c.members {
         in_s[i] = true;
     }
-    let refs: Vec<usize> = (0..n).filter(|&i| !in_s[i]).collect();
+    let non_s: Vec<usize> = (0..n).filter(|&i| !in_s[i]).collect();
+    // When the suspects are most of their class, the rest of the class is too
+    // thin to judge them: split the suspects in two halves, each judged against
+    // everything else plus the other half.
+    let depleted = 2 * c.members.len() > class_n;
+    let folds: Vec<Vec<usize>> = if depleted {
+        vec![c.members.iter().copied().step_by(2).collect(), c.members.iter().copied().skip(1).step_by(2).collect()]
+    } else {
+        vec![c.members.clone()]
+    };
+    let mut flipped = Vec::new();
+    for fold in &folds {
+        let in_fold: std::collections::HashSet<usize> = fold.iter().copied().collect();
+        let refs: Vec<usize> = if depleted {
+            (0..n).filter(|i| !in_fold.contains(i)).collect()
+        } else {
+            non_s.clone()
+        };
+        let ry: Vec<u32> = refs.iter().map(|&i| y[i]).collect();
+        let share = |nb: &[(usize, f32)]| -> f64 {
+            if nb.is_empty() {
+                return 1.0;
+            }
+            nb.iter().filter(|(j, _)| ry[*j] == c.class).count() as f64 / nb.len() as f64
+        };
+        // Masked: the candidate region hidden from both sides.
+        let rx = drop_columns(x, &refs, &c.region);
+        let sx = drop_columns(x, fold, &c.region);
+        let masked = knn(sx.view(), rx.view(), p.k, false);
+        // Unmasked: a natural carrier whose class evidence lies in the region
+        // itself keeps its label here, a poisoned sample does not.
+        let full_r = x.select(Axis(0), &refs);
+        let full_s = x.select(Axis(0), fold);
+        let plain = knn(full_s.view(), full_r.view(), p.k, false);
+        for ((&i, m), u) in fold.iter().zip(&masked).zip(&plain) {
+            if share(m) <= p.flip_max_share && share(u) <= 0.5 {
+                flipped.push(i);
+            }
+        }
+    }
+    flipped.sort_unstable();
+    let refs = non_s;
     let rx = drop_columns(x, &refs, &c.region);
     let ry: Vec<u32> = refs.iter().map(|&i| y[i]).collect();
     let keep_share = |nb: &[(usize, f32)], label: u32| -> f64 {
@@ -284,15 +352,6 @@ fn confirm(x: ArrayView2<'_, f32>, y: &[u32], c: &Candidate, p: &FeatureTriggerP
         }
         nb.iter().filter(|(j, _)| ry[*j] == label).count() as f64 / nb.len() as f64
     };
-    let sx = drop_columns(x, &c.members, &c.region);
-    let nn = knn(sx.view(), rx.view(), p.k, false);
-    let flipped: Vec<usize> = c
-        .members
-        .iter()
-        .zip(&nn)
-        .filter(|(_, nb)| keep_share(nb, c.class) <= p.flip_max_share)
-        .map(|(&i, _)| i)
-        .collect();
     // Baseline: ordinary samples of the class (and of all classes), same masking, leave-one-out.
     let same: Vec<usize> = (0..refs.len()).filter(|&r| ry[r] == c.class).collect();
     let mut rng = mithridate_core::rng::seeded(seed);
@@ -342,7 +401,8 @@ impl Detector for FeatureTriggerMining {
         out.metrics.insert("trigger_candidates".into(), cands.len() as f64);
         // Test the purest groups first (triggers are pure), then the most significant.
         let mut by_purity = cands.clone();
-        by_purity.sort_by(|a, b| b.purity().total_cmp(&a.purity()).then(b.score.total_cmp(&a.score)));
+        let pure = |c: &Candidate| c.purity() >= p.pure_fraction;
+        by_purity.sort_by(|a, b| pure(b).cmp(&pure(a)).then(b.surprise.total_cmp(&a.surprise)).then(b.score.total_cmp(&a.score)));
         let mut by_score = cands;
         by_score.sort_by(|a, b| b.score.total_cmp(&a.score));
         let half = p.max_candidates.div_ceil(2);
@@ -352,19 +412,28 @@ impl Detector for FeatureTriggerMining {
         for &l in y {
             class_n[l as usize] += 1;
         }
-        // A group holding most of its class cannot be tested against the rest of
-        // the class (and a trigger that relabels more than half a class is not a
-        // backdoor but a class of its own).
-        let merged: Vec<Candidate> = merged_all
+        // A group that is (nearly) a whole class is the class, not a backdoor.
+        let mut merged: Vec<Candidate> = merged_all
             .into_iter()
-            .filter(|c| 2 * c.members.len() <= class_n[c.class as usize])
-            .take(p.max_candidates)
+            .filter(|c| (c.members.len() as f64) < 0.8 * class_n[c.class as usize] as f64)
             .collect();
+        let core_pure = |c: &Candidate| c.core_purity >= p.pure_fraction;
+        merged.sort_by(|a, b| {
+            core_pure(b).cmp(&core_pure(a)).then(b.surprise.total_cmp(&a.surprise)).then(b.score.total_cmp(&a.score))
+        });
+        merged.truncate(p.max_candidates);
         let results: Vec<(Candidate, Confirmation)> = merged
             .into_par_iter()
             .enumerate()
             .map(|(ci, c)| {
-                let conf = confirm(x.view(), y, &c, p, mithridate_core::rng::derive_seed(seed, &format!("trigger-{ci}")));
+                let conf = confirm(
+                    x.view(),
+                    y,
+                    &c,
+                    class_n[c.class as usize],
+                    p,
+                    mithridate_core::rng::derive_seed(seed, &format!("trigger-{ci}")),
+                );
                 (c, conf)
             })
             .collect();
@@ -399,8 +468,14 @@ impl Detector for FeatureTriggerMining {
                 "indices": pixels.iter().map(|(j, _)| *j).collect::<Vec<_>>(),
                 "values": pixels.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
             });
-            let pure = c.purity() >= p.pure_fraction;
-            let hit: Vec<usize> = if pure { c.members.clone() } else { conf.flipped.clone() };
+            let pure = c.core_purity >= p.pure_fraction;
+            let hit: Vec<usize> = if pure {
+                let mut h: std::collections::BTreeSet<usize> = c.core.iter().copied().collect();
+                h.extend(conf.flipped.iter().copied());
+                h.into_iter().collect()
+            } else {
+                conf.flipped.clone()
+            };
             let norm = conf.score / p.confirm_log10.max(1e-9);
             let msg = format!(
                 "carries a pattern on {} feature(s) that {} of {} carriers share with label {}; hiding it, {} of {} flip to another class (baseline {:.1}%)",
