@@ -17,6 +17,9 @@ use crate::walk::{canonical_root, check_rel_path, walk};
 /// another kind is never mistaken for a manifest.
 pub const MANIFEST_SCHEMA: &str = "https://mithridate.dev/manifest/v1";
 
+/// Record count above which manifests are saved as compact JSON.
+pub const COMPACT_ABOVE: u64 = 10_000;
+
 /// Default field (JSONL) or column (CSV) holding record ids.
 pub const DEFAULT_ID_FIELD: &str = "id";
 
@@ -460,16 +463,28 @@ impl Manifest {
             .map(|i| &self.files[i])
     }
 
-    /// Serialize as pretty JSON.
+    /// Serialize as JSON: pretty for people, except when the manifest lists
+    /// more than [`COMPACT_ABOVE`] records, where indentation would be most of
+    /// the file (one indented line per record id).
     pub fn to_json_vec(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::data(format!("serializing manifest: {e}")))
+        let r = if self.record_count() > COMPACT_ABOVE {
+            serde_json::to_vec(self)
+        } else {
+            serde_json::to_vec_pretty(self)
+        };
+        r.map_err(|e| Error::data(format!("serializing manifest: {e}")))
     }
 
-    /// Write to `path` atomically (temp file + rename).
+    /// Write to `path` atomically (temp file + rename), formatted as
+    /// [`Manifest::to_json_vec`].
     pub fn save(&self, path: &Path) -> Result<()> {
+        let compact = self.record_count() > COMPACT_ABOVE;
         mithridate_core::io::atomic::write_atomic(path, |w| {
-            serde_json::to_writer_pretty(&mut *w, self).map_err(std::io::Error::other)?;
+            if compact {
+                serde_json::to_writer(&mut *w, self).map_err(std::io::Error::other)?;
+            } else {
+                serde_json::to_writer_pretty(&mut *w, self).map_err(std::io::Error::other)?;
+            }
             w.write_all(b"\n")
         })
     }
