@@ -128,18 +128,29 @@ impl HoldoutManifest {
     /// The manifest of `holdout`.
     pub fn of(holdout: &Dataset) -> Self {
         let d = record_digests(holdout);
-        Self { encoding: ENCODING.into(), records: d.len(), root: hex::encode(merkle_root(&d)), digests: d.iter().map(hex::encode).collect() }
+        Self {
+            encoding: ENCODING.into(),
+            records: d.len(),
+            root: hex::encode(merkle_root(&d)),
+            digests: d.iter().map(hex::encode).collect(),
+        }
     }
 
     /// Parse from JSON text; `what` names the source in errors.
     pub fn from_json(text: &str, what: &Path) -> Result<Self> {
         let m: Self = serde_json::from_str(text).map_err(|e| {
-            Error::parse(mithridate_core::Location::file(what).at_line(e.line() as u64), format!("holdout manifest: {e}"))
+            Error::parse(
+                mithridate_core::Location::file(what).at_line(e.line() as u64),
+                format!("holdout manifest: {e}"),
+            )
         })?;
         if m.encoding != ENCODING {
             return Err(Error::parse(
                 mithridate_core::Location::file(what).at_field("encoding"),
-                format!("unknown record encoding `{}` (this version reads `{ENCODING}`)", m.encoding),
+                format!(
+                    "unknown record encoding `{}` (this version reads `{ENCODING}`)",
+                    m.encoding
+                ),
             ));
         }
         if m.digests.len() != m.records {
@@ -149,7 +160,12 @@ impl HoldoutManifest {
             ));
         }
         for (i, d) in m.digests.iter().enumerate() {
-            parse_digest(d).map_err(|msg| Error::parse(mithridate_core::Location::file(what).at_field(format!("digests[{i}]")), msg))?;
+            parse_digest(d).map_err(|msg| {
+                Error::parse(
+                    mithridate_core::Location::file(what).at_field(format!("digests[{i}]")),
+                    msg,
+                )
+            })?;
         }
         Ok(m)
     }
@@ -180,13 +196,19 @@ fn short(h: &str) -> &str {
 /// Parse one 64-hex-digit digest.
 pub fn parse_digest(s: &str) -> std::result::Result<Digest, String> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s.trim(), &mut out).map_err(|e| format!("not a 64-hex-digit digest ({e}): {s:?}"))?;
+    hex::decode_to_slice(s.trim(), &mut out)
+        .map_err(|e| format!("not a 64-hex-digit digest ({e}): {s:?}"))?;
     Ok(out)
 }
 
 /// Indices of records of `holdout` whose digest is in `training`.
 pub fn overlap(holdout: &[Digest], training: &HashSet<Digest>) -> Vec<usize> {
-    holdout.iter().enumerate().filter(|(_, d)| training.contains(*d)).map(|(i, _)| i).collect()
+    holdout
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| training.contains(*d))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[cfg(test)]
@@ -221,7 +243,11 @@ mod tests {
 
     #[test]
     fn bad_manifests_name_the_field() {
-        let e = HoldoutManifest::from_json(r#"{"encoding":"x","records":0,"root":"","digests":[]}"#, Path::new("h.json")).unwrap_err();
+        let e = HoldoutManifest::from_json(
+            r#"{"encoding":"x","records":0,"root":"","digests":[]}"#,
+            Path::new("h.json"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("field `encoding`"), "{e}");
         let e = HoldoutManifest::from_json(
             &format!(r#"{{"encoding":"{ENCODING}","records":1,"root":"","digests":["zz"]}}"#),

@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use mithridate_core::{Context, Dataset, Defense, Error, Finding, Layer, Report, Result, Stage, ThreatTag, Verdict};
+use mithridate_core::{
+    Context, Dataset, Defense, Error, Finding, Layer, Report, Result, Stage, ThreatTag, Verdict,
+};
 use serde::Serialize;
 
 use crate::digest::{overlap, record_digests, Digest, HoldoutManifest};
@@ -130,18 +132,33 @@ impl HoldoutGate {
 
     /// Evaluate `proba` (the model's class probabilities on `holdout`)
     /// against the gate; `training` is the training data when known.
-    pub fn evaluate(&self, holdout: &Dataset, proba: ndarray::ArrayView2<'_, f32>, training: Option<&Dataset>) -> Result<Outcome> {
+    pub fn evaluate(
+        &self,
+        holdout: &Dataset,
+        proba: ndarray::ArrayView2<'_, f32>,
+        training: Option<&Dataset>,
+    ) -> Result<Outcome> {
         self.check()?;
         let truth = holdout.require_labels("holdout gate")?;
-        let mut out = Outcome { report: Report::new(Self::NAME, Layer::Validation, Stage::Release), checks: Vec::new() };
+        let mut out = Outcome {
+            report: Report::new(Self::NAME, Layer::Validation, Stage::Release),
+            checks: Vec::new(),
+        };
         out.report.params = serde_json::to_value(self).unwrap_or_default();
 
         // 1. The holdout is what was recorded.
         if let Some(m) = &self.manifest {
             match m.verify(holdout) {
-                Ok(()) => out.push(Check::new("holdout-manifest", Verdict::Pass, format!("holdout matches recorded root {}", m.root))),
+                Ok(()) => out.push(Check::new(
+                    "holdout-manifest",
+                    Verdict::Pass,
+                    format!("holdout matches recorded root {}", m.root),
+                )),
                 Err(msg) => {
-                    out.report.findings.push(Finding::new(1.0, msg.clone()).with_tags([ThreatTag::atlas_poison_training_data()]));
+                    out.report.findings.push(
+                        Finding::new(1.0, msg.clone())
+                            .with_tags([ThreatTag::atlas_poison_training_data()]),
+                    );
                     out.push(Check::new("holdout-manifest", Verdict::Fail, msg));
                 }
             }
@@ -150,16 +167,29 @@ impl HoldoutGate {
         // 2. It never touched training.
         let hd = record_digests(holdout);
         let mut train: HashSet<Digest> = self.training_digests.clone().unwrap_or_default();
-        let sources = usize::from(training.is_some()) + usize::from(self.training_digests.is_some());
+        let sources =
+            usize::from(training.is_some()) + usize::from(self.training_digests.is_some());
         if let Some(t) = training {
             train.extend(record_digests(t));
         }
         let shared = overlap(&hd, &train);
         out.report.metric("overlap", shared.len() as f64);
         if sources == 0 {
-            out.push(Check::new("no-overlap", Verdict::Warn, "no training data or digests given: overlap not checked"));
+            out.push(Check::new(
+                "no-overlap",
+                Verdict::Warn,
+                "no training data or digests given: overlap not checked",
+            ));
         } else if shared.is_empty() {
-            out.push(Check::new("no-overlap", Verdict::Pass, format!("none of {} holdout records is in the {} training records", hd.len(), train.len())));
+            out.push(Check::new(
+                "no-overlap",
+                Verdict::Pass,
+                format!(
+                    "none of {} holdout records is in the {} training records",
+                    hd.len(),
+                    train.len()
+                ),
+            ));
         } else {
             let msg = format!("{} of {} holdout records also appear in the training data: the holdout is not clean", shared.len(), hd.len());
             out.report.findings.push(
@@ -167,53 +197,111 @@ impl HoldoutGate {
                     .with_ids(shared.iter().map(|&i| holdout.ids[i].clone()).collect())
                     .with_detail(serde_json::json!({ "digests": shared.iter().take(20).map(|&i| hex::encode(hd[i])).collect::<Vec<_>>() })),
             );
-            out.push(Check::new("no-overlap", Verdict::Fail, msg).measured(shared.len() as f64, 0.0));
+            out.push(
+                Check::new("no-overlap", Verdict::Fail, msg).measured(shared.len() as f64, 0.0),
+            );
         }
 
         // 3. Metrics against absolute levels and the baseline.
         let m = Metrics::compute(proba, truth)?;
-        out.report.metric("accuracy", m.accuracy).metric("macro_f1", m.macro_f1).metric("ece", m.ece).metric("n", m.n as f64);
+        out.report
+            .metric("accuracy", m.accuracy)
+            .metric("macro_f1", m.macro_f1)
+            .metric("ece", m.ece)
+            .metric("n", m.n as f64);
         for (c, r) in m.per_class_recall.iter().enumerate() {
-            out.report.metric(format!("recall/{}", holdout.label_name(c as u32)), *r);
+            out.report
+                .metric(format!("recall/{}", holdout.label_name(c as u32)), *r);
         }
         let lvl = |ok: bool, bad: Verdict| if ok { Verdict::Pass } else { bad };
         out.push(
-            Check::new("accuracy", lvl(m.accuracy >= self.min_accuracy, Verdict::Fail), format!("accuracy {:.4} (minimum {:.4})", m.accuracy, self.min_accuracy))
-                .measured(m.accuracy, self.min_accuracy),
+            Check::new(
+                "accuracy",
+                lvl(m.accuracy >= self.min_accuracy, Verdict::Fail),
+                format!(
+                    "accuracy {:.4} (minimum {:.4})",
+                    m.accuracy, self.min_accuracy
+                ),
+            )
+            .measured(m.accuracy, self.min_accuracy),
         );
         if let Some(f) = self.min_macro_f1 {
-            out.push(Check::new("macro_f1", lvl(m.macro_f1 >= f, Verdict::Fail), format!("macro F1 {:.4} (minimum {f:.4})", m.macro_f1)).measured(m.macro_f1, f));
+            out.push(
+                Check::new(
+                    "macro_f1",
+                    lvl(m.macro_f1 >= f, Verdict::Fail),
+                    format!("macro F1 {:.4} (minimum {f:.4})", m.macro_f1),
+                )
+                .measured(m.macro_f1, f),
+            );
         }
         if let Some(e) = self.max_ece {
-            out.push(Check::new("ece", lvl(m.ece <= e, Verdict::Warn), format!("calibration error {:.4} (maximum {e:.4})", m.ece)).measured(m.ece, e));
+            out.push(
+                Check::new(
+                    "ece",
+                    lvl(m.ece <= e, Verdict::Warn),
+                    format!("calibration error {:.4} (maximum {e:.4})", m.ece),
+                )
+                .measured(m.ece, e),
+            );
         }
         if let Some(b) = &self.baseline {
-            for (name, now, was) in [("accuracy", m.accuracy, b.accuracy), ("macro_f1", m.macro_f1, b.macro_f1)] {
+            for (name, now, was) in [
+                ("accuracy", m.accuracy, b.accuracy),
+                ("macro_f1", m.macro_f1, b.macro_f1),
+            ] {
                 let floor = was - self.max_regression;
                 out.report.metric(format!("delta/{name}"), now - was);
                 out.push(
                     Check::new(
                         format!("regression/{name}"),
                         lvl(now >= floor, Verdict::Fail),
-                        format!("{name} {now:.4} vs baseline {was:.4} (allowed drop {:.4})", self.max_regression),
+                        format!(
+                            "{name} {now:.4} vs baseline {was:.4} (allowed drop {:.4})",
+                            self.max_regression
+                        ),
                     )
                     .measured(now, floor),
                 );
             }
-            for (c, (now, was)) in m.per_class_recall.iter().zip(&b.per_class_recall).enumerate() {
+            for (c, (now, was)) in m
+                .per_class_recall
+                .iter()
+                .zip(&b.per_class_recall)
+                .enumerate()
+            {
                 if now + self.max_class_recall_drop < *was {
                     let name = holdout.label_name(c as u32);
                     let msg = format!("recall of class {name} fell from {was:.3} to {now:.3}");
-                    out.report.findings.push(Finding::new(was - now, msg.clone()).with_tags([ThreatTag::atlas_poison_training_data()]));
-                    out.push(Check::new(format!("regression/recall/{name}"), Verdict::Warn, msg).measured(*now, was - self.max_class_recall_drop));
+                    out.report.findings.push(
+                        Finding::new(was - now, msg.clone())
+                            .with_tags([ThreatTag::atlas_poison_training_data()]),
+                    );
+                    out.push(
+                        Check::new(format!("regression/recall/{name}"), Verdict::Warn, msg)
+                            .measured(*now, was - self.max_class_recall_drop),
+                    );
                 }
             }
         }
-        let failed: Vec<&str> = out.checks.iter().filter(|c| c.verdict == Verdict::Fail).map(|c| c.name.as_str()).collect();
+        let failed: Vec<&str> = out
+            .checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Fail)
+            .map(|c| c.name.as_str())
+            .collect();
         out.report.summary = if failed.is_empty() {
-            format!("holdout of {}: accuracy {:.3}, macro F1 {:.3}, ECE {:.3}", m.n, m.accuracy, m.macro_f1, m.ece)
+            format!(
+                "holdout of {}: accuracy {:.3}, macro F1 {:.3}, ECE {:.3}",
+                m.n, m.accuracy, m.macro_f1, m.ece
+            )
         } else {
-            format!("holdout gate failed ({}): accuracy {:.3}, macro F1 {:.3}", failed.join(", "), m.accuracy, m.macro_f1)
+            format!(
+                "holdout gate failed ({}): accuracy {:.3}, macro F1 {:.3}",
+                failed.join(", "),
+                m.accuracy,
+                m.macro_f1
+            )
         };
         Ok(out)
     }
@@ -230,16 +318,32 @@ impl Defense for HoldoutGate {
         Stage::Release
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let model = cx.model.clone().ok_or_else(|| Error::data("holdout gate needs a trained model in the context"))?;
-        let holdout = cx.holdout.as_ref().ok_or_else(|| Error::data("holdout gate needs a holdout set in the context"))?;
+        let model = cx
+            .model
+            .clone()
+            .ok_or_else(|| Error::data("holdout gate needs a trained model in the context"))?;
+        let holdout = cx
+            .holdout
+            .as_ref()
+            .ok_or_else(|| Error::data("holdout gate needs a holdout set in the context"))?;
         let x = holdout.require_features("holdout gate")?;
         if x.ncols() != model.n_features() {
-            return Err(Error::data(format!("holdout has {} features, the model takes {}", x.ncols(), model.n_features())));
+            return Err(Error::data(format!(
+                "holdout has {} features, the model takes {}",
+                x.ncols(),
+                model.n_features()
+            )));
         }
         let proba = model.predict_proba(x.view());
         let out = self.evaluate(holdout, proba.view(), cx.dataset.as_ref())?;
-        cx.artifacts.insert(checks_artifact_key(Self::NAME), serde_json::to_value(&out.checks).unwrap_or_default());
-        cx.artifacts.insert("validation/holdout_root".into(), serde_json::Value::String(HoldoutManifest::of(holdout).root));
+        cx.artifacts.insert(
+            checks_artifact_key(Self::NAME),
+            serde_json::to_value(&out.checks).unwrap_or_default(),
+        );
+        cx.artifacts.insert(
+            "validation/holdout_root".into(),
+            serde_json::Value::String(HoldoutManifest::of(holdout).root),
+        );
         Ok(out.report)
     }
 }

@@ -30,7 +30,13 @@ pub struct Check {
 impl Check {
     /// A check with a verdict and message.
     pub fn new(name: impl Into<String>, verdict: Verdict, message: impl Into<String>) -> Self {
-        Self { name: name.into(), verdict, message: message.into(), value: None, threshold: None }
+        Self {
+            name: name.into(),
+            verdict,
+            message: message.into(),
+            value: None,
+            threshold: None,
+        }
     }
     /// The same check with a measured value and its threshold.
     #[must_use]
@@ -89,7 +95,16 @@ pub fn junit_xml(outcomes: &[Outcome]) -> String {
     let tests: usize = outcomes.iter().map(|o| o.checks.len().max(1)).sum();
     let failures: usize = outcomes
         .iter()
-        .map(|o| if o.checks.is_empty() { usize::from(o.report.verdict == Verdict::Fail) } else { o.checks.iter().filter(|c| c.verdict == Verdict::Fail).count() })
+        .map(|o| {
+            if o.checks.is_empty() {
+                usize::from(o.report.verdict == Verdict::Fail)
+            } else {
+                o.checks
+                    .iter()
+                    .filter(|c| c.verdict == Verdict::Fail)
+                    .count()
+            }
+        })
         .sum();
     let time: f64 = outcomes.iter().map(|o| o.report.elapsed_ms / 1e3).sum();
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -113,13 +128,23 @@ pub fn junit_xml(outcomes: &[Outcome]) -> String {
         );
         let per_case = r.elapsed_ms / 1e3 / checks.len() as f64;
         for c in checks {
-            let _ = write!(x, "    <testcase classname=\"mithridate.{}.{}\" name=\"{}\" time=\"{per_case:.3}\"", esc(&r.layer.to_string()), esc(&r.defense), esc(&c.name));
+            let _ = write!(
+                x,
+                "    <testcase classname=\"mithridate.{}.{}\" name=\"{}\" time=\"{per_case:.3}\"",
+                esc(&r.layer.to_string()),
+                esc(&r.defense),
+                esc(&c.name)
+            );
             match c.verdict {
                 Verdict::Pass => {
                     let _ = writeln!(x, "/>");
                 }
                 Verdict::Warn => {
-                    let _ = writeln!(x, ">\n      <system-out>WARN: {}</system-out>\n    </testcase>", esc(&c.message));
+                    let _ = writeln!(
+                        x,
+                        ">\n      <system-out>WARN: {}</system-out>\n    </testcase>",
+                        esc(&c.message)
+                    );
                 }
                 Verdict::Fail => {
                     let _ = writeln!(
@@ -145,11 +170,21 @@ mod tests {
 
     #[test]
     fn one_case_per_check_and_escaped() {
-        let mut o = Outcome { report: Report::new("backdoor-trigger-test", Layer::Validation, Stage::Release), checks: vec![] };
+        let mut o = Outcome {
+            report: Report::new("backdoor-trigger-test", Layer::Validation, Stage::Release),
+            checks: vec![],
+        };
         o.push(Check::new("asr/<x> & \"y\"", Verdict::Pass, "ok"));
-        o.push(Check::new("asr/badnets -> 7", Verdict::Fail, "ASR 92% > 5%\u{1}"));
+        o.push(Check::new(
+            "asr/badnets -> 7",
+            Verdict::Fail,
+            "ASR 92% > 5%\u{1}",
+        ));
         o.push(Check::new("ece", Verdict::Warn, "meh"));
-        let empty = Outcome { report: Report::new("holdout-gate", Layer::Validation, Stage::Release), checks: vec![] };
+        let empty = Outcome {
+            report: Report::new("holdout-gate", Layer::Validation, Stage::Release),
+            checks: vec![],
+        };
         let x = junit_xml(&[o, empty]);
         assert!(x.contains("tests=\"4\" failures=\"1\""), "{x}");
         assert!(x.contains("name=\"asr/&lt;x&gt; &amp; &quot;y&quot;\""));

@@ -35,13 +35,18 @@ impl Metrics {
     pub fn compute(proba: ArrayView2<'_, f32>, truth: &[u32]) -> Result<Self> {
         let (n, k) = proba.dim();
         if n != truth.len() {
-            return Err(Error::data(format!("{n} predictions for {} labels", truth.len())));
+            return Err(Error::data(format!(
+                "{n} predictions for {} labels",
+                truth.len()
+            )));
         }
         if n == 0 {
             return Err(Error::data("cannot compute metrics on an empty set"));
         }
         if let Some(&l) = truth.iter().find(|&&l| l as usize >= k) {
-            return Err(Error::data(format!("label {l} is not below the model's {k} classes")));
+            return Err(Error::data(format!(
+                "label {l} is not below the model's {k} classes"
+            )));
         }
         let mut tp = vec![0usize; k];
         let mut support = vec![0usize; k];
@@ -55,7 +60,11 @@ impl Metrics {
                     conf = p;
                 }
             }
-            let conf = if conf.is_finite() { f64::from(conf).clamp(0.0, 1.0) } else { 0.0 };
+            let conf = if conf.is_finite() {
+                f64::from(conf).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             support[t as usize] += 1;
             predicted[best] += 1;
             let hit = best == t as usize;
@@ -68,20 +77,49 @@ impl Metrics {
             bins[b].2 += f64::from(u8::from(hit));
         }
         let accuracy = tp.iter().sum::<usize>() as f64 / n as f64;
-        let per_class_recall: Vec<f64> =
-            (0..k).map(|c| if support[c] == 0 { 1.0 } else { tp[c] as f64 / support[c] as f64 }).collect();
+        let per_class_recall: Vec<f64> = (0..k)
+            .map(|c| {
+                if support[c] == 0 {
+                    1.0
+                } else {
+                    tp[c] as f64 / support[c] as f64
+                }
+            })
+            .collect();
         let mut f1s = Vec::new();
         for c in 0..k {
             if support[c] == 0 && predicted[c] == 0 {
                 continue;
             }
-            let p = if predicted[c] == 0 { 0.0 } else { tp[c] as f64 / predicted[c] as f64 };
-            let r = if support[c] == 0 { 0.0 } else { tp[c] as f64 / support[c] as f64 };
-            f1s.push(if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) });
+            let p = if predicted[c] == 0 {
+                0.0
+            } else {
+                tp[c] as f64 / predicted[c] as f64
+            };
+            let r = if support[c] == 0 {
+                0.0
+            } else {
+                tp[c] as f64 / support[c] as f64
+            };
+            f1s.push(if p + r == 0.0 {
+                0.0
+            } else {
+                2.0 * p * r / (p + r)
+            });
         }
         let macro_f1 = f1s.iter().sum::<f64>() / f1s.len().max(1) as f64;
-        let ece = bins.iter().filter(|b| b.0 > 0).map(|&(_, conf, acc)| (conf - acc).abs() / n as f64).sum();
-        Ok(Self { n, accuracy, per_class_recall, macro_f1, ece })
+        let ece = bins
+            .iter()
+            .filter(|b| b.0 > 0)
+            .map(|&(_, conf, acc)| (conf - acc).abs() / n as f64)
+            .sum();
+        Ok(Self {
+            n,
+            accuracy,
+            per_class_recall,
+            macro_f1,
+            ece,
+        })
     }
 }
 
@@ -102,22 +140,46 @@ pub struct Baseline {
 
 impl From<&Metrics> for Baseline {
     fn from(m: &Metrics) -> Self {
-        Self { accuracy: m.accuracy, macro_f1: m.macro_f1, ece: m.ece, per_class_recall: m.per_class_recall.clone() }
+        Self {
+            accuracy: m.accuracy,
+            macro_f1: m.macro_f1,
+            ece: m.ece,
+            per_class_recall: m.per_class_recall.clone(),
+        }
     }
 }
 
 impl Baseline {
     /// Parse JSON text; `what` names the source in errors.
     pub fn from_json(text: &str, what: &Path) -> Result<Self> {
-        let b: Self = serde_json::from_str(text)
-            .map_err(|e| Error::parse(Location::file(what).at_line(e.line() as u64), format!("baseline: {e}")))?;
-        for (name, v) in [("accuracy", b.accuracy), ("macro_f1", b.macro_f1), ("ece", b.ece)] {
+        let b: Self = serde_json::from_str(text).map_err(|e| {
+            Error::parse(
+                Location::file(what).at_line(e.line() as u64),
+                format!("baseline: {e}"),
+            )
+        })?;
+        for (name, v) in [
+            ("accuracy", b.accuracy),
+            ("macro_f1", b.macro_f1),
+            ("ece", b.ece),
+        ] {
             if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
-                return Err(Error::parse(Location::file(what).at_field(name), format!("must be in [0, 1], got {v}")));
+                return Err(Error::parse(
+                    Location::file(what).at_field(name),
+                    format!("must be in [0, 1], got {v}"),
+                ));
             }
         }
-        if let Some((i, v)) = b.per_class_recall.iter().enumerate().find(|(_, v)| !(v.is_finite() && (0.0..=1.0).contains(*v))) {
-            return Err(Error::parse(Location::file(what).at_field(format!("per_class_recall[{i}]")), format!("must be in [0, 1], got {v}")));
+        if let Some((i, v)) = b
+            .per_class_recall
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && (0.0..=1.0).contains(*v)))
+        {
+            return Err(Error::parse(
+                Location::file(what).at_field(format!("per_class_recall[{i}]")),
+                format!("must be in [0, 1], got {v}"),
+            ));
         }
         Ok(b)
     }
@@ -158,10 +220,19 @@ mod tests {
 
     #[test]
     fn baseline_errors_name_the_field() {
-        let e = Baseline::from_json(r#"{"accuracy":1.5,"macro_f1":0.5,"ece":0.1}"#, Path::new("b.json")).unwrap_err();
+        let e = Baseline::from_json(
+            r#"{"accuracy":1.5,"macro_f1":0.5,"ece":0.1}"#,
+            Path::new("b.json"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("field `accuracy`"), "{e}");
         let dir = tempfile::tempdir().unwrap();
-        let b = Baseline { accuracy: 0.9, macro_f1: 0.8, ece: 0.05, per_class_recall: vec![0.9, 0.7] };
+        let b = Baseline {
+            accuracy: 0.9,
+            macro_f1: 0.8,
+            ece: 0.05,
+            per_class_recall: vec![0.9, 0.7],
+        };
         let p = dir.path().join("b.json");
         b.save(&p).unwrap();
         assert_eq!(Baseline::load(&p).unwrap(), b);

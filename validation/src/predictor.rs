@@ -86,7 +86,11 @@ enum Failure {
 }
 
 /// Run `attempt` with retries and exponential backoff.
-fn with_retries<T>(opts: &ExternalOptions, what: &str, mut attempt: impl FnMut() -> std::result::Result<T, Failure>) -> Result<T> {
+fn with_retries<T>(
+    opts: &ExternalOptions,
+    what: &str,
+    mut attempt: impl FnMut() -> std::result::Result<T, Failure>,
+) -> Result<T> {
     let mut wait = opts.backoff;
     let mut tries = 0u32;
     loop {
@@ -94,7 +98,10 @@ fn with_retries<T>(opts: &ExternalOptions, what: &str, mut attempt: impl FnMut()
             Ok(v) => return Ok(v),
             Err(Failure::Fatal(msg)) => return Err(Error::Model(format!("{what}: {msg}"))),
             Err(Failure::Transient(msg)) if tries >= opts.retries => {
-                return Err(Error::Model(format!("{what}: {msg} (after {} attempts)", tries + 1)))
+                return Err(Error::Model(format!(
+                    "{what}: {msg} (after {} attempts)",
+                    tries + 1
+                )))
             }
             Err(Failure::Transient(msg)) => {
                 tracing::warn!(target: "mithridate_validation", "{what}: {msg}; retrying in {wait:?}");
@@ -109,9 +116,15 @@ fn with_retries<T>(opts: &ExternalOptions, what: &str, mut attempt: impl FnMut()
 /// Split `inputs` into batches of `batch` and run `call` on them with at most
 /// `concurrency` calls in flight; outputs come back in input order, and the
 /// first failing batch (in order) is the error.
-fn run_batched(inputs: &[Input], batch: usize, concurrency: usize, call: &(dyn Fn(&[Input]) -> Result<Vec<Output>> + Sync)) -> Result<Vec<Output>> {
+fn run_batched(
+    inputs: &[Input],
+    batch: usize,
+    concurrency: usize,
+    call: &(dyn Fn(&[Input]) -> Result<Vec<Output>> + Sync),
+) -> Result<Vec<Output>> {
     let chunks: Vec<&[Input]> = inputs.chunks(batch.max(1)).collect();
-    let results: Mutex<Vec<Option<Result<Vec<Output>>>>> = Mutex::new((0..chunks.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<Vec<Output>>>>> =
+        Mutex::new((0..chunks.len()).map(|_| None).collect());
     let next = AtomicUsize::new(0);
     let workers = concurrency.clamp(1, chunks.len().max(1));
     std::thread::scope(|s| {
@@ -123,7 +136,11 @@ fn run_batched(inputs: &[Input], batch: usize, concurrency: usize, call: &(dyn F
                     if out.len() == chunk.len() {
                         Ok(out)
                     } else {
-                        Err(Error::Model(format!("{} outputs for {} inputs", out.len(), chunk.len())))
+                        Err(Error::Model(format!(
+                            "{} outputs for {} inputs",
+                            out.len(),
+                            chunk.len()
+                        )))
                     }
                 });
                 let failed = r.is_err();
@@ -137,13 +154,19 @@ fn run_batched(inputs: &[Input], batch: usize, concurrency: usize, call: &(dyn F
             });
         }
     });
-    let results = results.into_inner().map_err(|_| Error::Model("a predictor worker panicked".into()))?;
+    let results = results
+        .into_inner()
+        .map_err(|_| Error::Model("a predictor worker panicked".into()))?;
     let mut out = Vec::with_capacity(inputs.len());
     for r in results {
         match r {
             Some(Ok(v)) => out.extend(v),
             Some(Err(e)) => return Err(e),
-            None => return Err(Error::Model("a batch was not run because an earlier one failed".into())),
+            None => {
+                return Err(Error::Model(
+                    "a batch was not run because an earlier one failed".into(),
+                ))
+            }
         }
     }
     Ok(out)
@@ -173,14 +196,21 @@ impl CommandPredictor {
     /// Run `program` with `args`.
     pub fn new(program: impl Into<String>, args: Vec<String>) -> Self {
         let program = program.into();
-        Self { name: format!("command `{program}`"), program, args, opts: ExternalOptions::default() }
+        Self {
+            name: format!("command `{program}`"),
+            program,
+            args,
+            opts: ExternalOptions::default(),
+        }
     }
 
     /// Parse a shell-like command line split on whitespace (no quoting):
     /// enough for `python3 model.py --flag`.
     pub fn from_command_line(line: &str) -> Result<Self> {
         let mut parts = line.split_whitespace().map(str::to_owned);
-        let program = parts.next().ok_or_else(|| Error::param("command", "is empty"))?;
+        let program = parts
+            .next()
+            .ok_or_else(|| Error::param("command", "is empty"))?;
         Ok(Self::new(program, parts.collect()))
     }
 
@@ -205,9 +235,18 @@ impl CommandPredictor {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| Failure::Fatal(format!("cannot start: {e}")))?;
-        let mut stdin = child.stdin.take().ok_or_else(|| Failure::Fatal("no stdin".into()))?;
-        let stdout = child.stdout.take().ok_or_else(|| Failure::Fatal("no stdout".into()))?;
-        let mut stderr = child.stderr.take().ok_or_else(|| Failure::Fatal("no stderr".into()))?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| Failure::Fatal("no stdin".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| Failure::Fatal("no stdout".into()))?;
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| Failure::Fatal("no stderr".into()))?;
         let writer = std::thread::spawn(move || {
             // A program that exits without reading everything closes the pipe; that is its answer, not ours to report.
             let _ = stdin.write_all(&body);
@@ -228,35 +267,71 @@ impl CommandPredictor {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Failure::Transient(format!("no answer within {:?}", self.opts.timeout)));
+                return Err(Failure::Transient(format!(
+                    "no answer within {:?}",
+                    self.opts.timeout
+                )));
             }
         };
         let _ = writer.join();
-        let status = child.wait().map_err(|e| Failure::Transient(e.to_string()))?;
+        let status = child
+            .wait()
+            .map_err(|e| Failure::Transient(e.to_string()))?;
         let err = err_reader.join().unwrap_or_default();
         if !status.success() {
-            return Err(Failure::Transient(format!("exited with {status}: {}", snippet(err.trim()))));
+            return Err(Failure::Transient(format!(
+                "exited with {status}: {}",
+                snippet(err.trim())
+            )));
         }
         let lines: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
         if lines.len() != inputs.len() {
-            return Err(Failure::Fatal(format!("{} response lines for {} requests", lines.len(), inputs.len())));
+            return Err(Failure::Fatal(format!(
+                "{} response lines for {} requests",
+                lines.len(),
+                inputs.len()
+            )));
         }
         let mut out: Vec<Option<Output>> = vec![None; inputs.len()];
         for (n, line) in lines.iter().enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .map_err(|e| Failure::Fatal(format!("response line {}: not JSON ({e}): {}", n + 1, snippet(line))))?;
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                Failure::Fatal(format!(
+                    "response line {}: not JSON ({e}): {}",
+                    n + 1,
+                    snippet(line)
+                ))
+            })?;
             let (id, o) = match v.get("output") {
-                Some(o) => (v.get("id").and_then(serde_json::Value::as_u64).map(|i| i as usize), o.clone()),
+                Some(o) => (
+                    v.get("id")
+                        .and_then(serde_json::Value::as_u64)
+                        .map(|i| i as usize),
+                    o.clone(),
+                ),
                 None => (None, v.clone()),
             };
-            let o: Output = serde_json::from_value(o).map_err(|e| Failure::Fatal(format!("response line {}: bad output ({e}): {}", n + 1, snippet(line))))?;
+            let o: Output = serde_json::from_value(o).map_err(|e| {
+                Failure::Fatal(format!(
+                    "response line {}: bad output ({e}): {}",
+                    n + 1,
+                    snippet(line)
+                ))
+            })?;
             let at = id.unwrap_or(n);
             match out.get_mut(at) {
                 Some(slot @ None) => *slot = Some(o),
-                _ => return Err(Failure::Fatal(format!("response line {}: unknown or repeated id {at}", n + 1))),
+                _ => {
+                    return Err(Failure::Fatal(format!(
+                        "response line {}: unknown or repeated id {at}",
+                        n + 1
+                    )))
+                }
             }
         }
-        out.into_iter().enumerate().map(|(i, o)| o.ok_or_else(|| Failure::Fatal(format!("no response for request {i}")))).collect()
+        out.into_iter()
+            .enumerate()
+            .map(|(i, o)| o.ok_or_else(|| Failure::Fatal(format!("no response for request {i}"))))
+            .collect()
     }
 }
 
@@ -266,7 +341,9 @@ impl Predictor for CommandPredictor {
     }
     fn predict(&self, inputs: &[Input]) -> Result<Vec<Output>> {
         self.opts.check()?;
-        run_batched(inputs, self.opts.batch_size, self.opts.concurrency, &|b| with_retries(&self.opts, &self.name, || self.call_once(b)))
+        run_batched(inputs, self.opts.batch_size, self.opts.concurrency, &|b| {
+            with_retries(&self.opts, &self.name, || self.call_once(b))
+        })
     }
 }
 
@@ -275,13 +352,20 @@ fn agent(opts: &ExternalOptions) -> ureq::Agent {
 }
 
 /// Send `body` to `url`, classifying failures for the retry loop.
-fn post_json(agent: &ureq::Agent, url: &str, headers: &[(String, String)], body: &str) -> std::result::Result<String, Failure> {
+fn post_json(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> std::result::Result<String, Failure> {
     let mut req = agent.post(url).set("Content-Type", "application/json");
     for (k, v) in headers {
         req = req.set(k, v);
     }
     match req.send_string(body) {
-        Ok(resp) => resp.into_string().map_err(|e| Failure::Transient(format!("reading the response: {e}"))),
+        Ok(resp) => resp
+            .into_string()
+            .map_err(|e| Failure::Transient(format!("reading the response: {e}"))),
         Err(ureq::Error::Status(code, resp)) => {
             let text = resp.into_string().unwrap_or_default();
             let msg = format!("HTTP {code}: {}", snippet(text.trim()));
@@ -309,7 +393,12 @@ impl HttpPredictor {
     /// Predict through `url`.
     pub fn new(url: impl Into<String>) -> Self {
         let opts = ExternalOptions::default();
-        Self { url: url.into(), headers: Vec::new(), agent: agent(&opts), opts }
+        Self {
+            url: url.into(),
+            headers: Vec::new(),
+            agent: agent(&opts),
+            opts,
+        }
     }
 
     /// Use `opts`.
@@ -334,9 +423,18 @@ impl HttpPredictor {
         struct Resp {
             outputs: Vec<Output>,
         }
-        let r: Resp = serde_json::from_str(&text).map_err(|e| Failure::Fatal(format!("bad response ({e}), expected {{\"outputs\": [..]}}: {}", snippet(&text))))?;
+        let r: Resp = serde_json::from_str(&text).map_err(|e| {
+            Failure::Fatal(format!(
+                "bad response ({e}), expected {{\"outputs\": [..]}}: {}",
+                snippet(&text)
+            ))
+        })?;
         if r.outputs.len() != inputs.len() {
-            return Err(Failure::Fatal(format!("{} outputs for {} inputs", r.outputs.len(), inputs.len())));
+            return Err(Failure::Fatal(format!(
+                "{} outputs for {} inputs",
+                r.outputs.len(),
+                inputs.len()
+            )));
         }
         Ok(r.outputs)
     }
@@ -348,7 +446,9 @@ impl Predictor for HttpPredictor {
     }
     fn predict(&self, inputs: &[Input]) -> Result<Vec<Output>> {
         self.opts.check()?;
-        run_batched(inputs, self.opts.batch_size, self.opts.concurrency, &|b| with_retries(&self.opts, &self.url, || self.call_once(b)))
+        run_batched(inputs, self.opts.batch_size, self.opts.concurrency, &|b| {
+            with_retries(&self.opts, &self.url, || self.call_once(b))
+        })
     }
 }
 
@@ -378,8 +478,18 @@ impl ChatPredictor {
         } else {
             format!("{e}/v1/chat/completions")
         };
-        let opts = ExternalOptions { batch_size: 1, ..ExternalOptions::default() };
-        Self { url, model: model.into(), api_key: None, max_tokens: 256, agent: agent(&opts), opts }
+        let opts = ExternalOptions {
+            batch_size: 1,
+            ..ExternalOptions::default()
+        };
+        Self {
+            url,
+            model: model.into(),
+            api_key: None,
+            max_tokens: 256,
+            agent: agent(&opts),
+            opts,
+        }
     }
 
     /// The full chat-completions URL.
@@ -420,17 +530,35 @@ impl ChatPredictor {
                 m
             }
             Input::Text(t) => vec![serde_json::json!({ "role": "user", "content": t })],
-            Input::Features(_) => return Err(Failure::Fatal("a chat model takes text, not feature vectors".into())),
+            Input::Features(_) => {
+                return Err(Failure::Fatal(
+                    "a chat model takes text, not feature vectors".into(),
+                ))
+            }
         };
         let body = serde_json::json!({ "model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens }).to_string();
-        let headers: Vec<(String, String)> = self.api_key.iter().map(|k| ("Authorization".to_owned(), format!("Bearer {k}"))).collect();
+        let headers: Vec<(String, String)> = self
+            .api_key
+            .iter()
+            .map(|k| ("Authorization".to_owned(), format!("Bearer {k}")))
+            .collect();
         let text = post_json(&self.agent, &self.url, &headers, &body)?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Failure::Fatal(format!("bad response, not JSON ({e}): {}", snippet(&text))))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Failure::Fatal(format!("bad response, not JSON ({e}): {}", snippet(&text)))
+        })?;
         let content = v
             .pointer("/choices/0/message/content")
             .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| Failure::Fatal(format!("bad response, no choices[0].message.content: {}", snippet(&text))))?;
-        Ok(Output { text: Some(content.to_owned()), ..Output::default() })
+            .ok_or_else(|| {
+                Failure::Fatal(format!(
+                    "bad response, no choices[0].message.content: {}",
+                    snippet(&text)
+                ))
+            })?;
+        Ok(Output {
+            text: Some(content.to_owned()),
+            ..Output::default()
+        })
     }
 }
 
@@ -441,7 +569,9 @@ impl Predictor for ChatPredictor {
     fn predict(&self, inputs: &[Input]) -> Result<Vec<Output>> {
         self.opts.check()?;
         run_batched(inputs, 1, self.opts.concurrency, &|b| {
-            b.iter().map(|inp| with_retries(&self.opts, &self.url, || self.call_once(inp))).collect()
+            b.iter()
+                .map(|inp| with_retries(&self.opts, &self.url, || self.call_once(inp)))
+                .collect()
         })
     }
 }
@@ -452,14 +582,27 @@ mod tests {
 
     #[test]
     fn chat_urls_are_completed() {
-        assert_eq!(ChatPredictor::new("http://h:1", "m").url(), "http://h:1/v1/chat/completions");
-        assert_eq!(ChatPredictor::new("http://h:1/v1/", "m").url(), "http://h:1/v1/chat/completions");
-        assert_eq!(ChatPredictor::new("http://h:1/x/chat/completions", "m").url(), "http://h:1/x/chat/completions");
+        assert_eq!(
+            ChatPredictor::new("http://h:1", "m").url(),
+            "http://h:1/v1/chat/completions"
+        );
+        assert_eq!(
+            ChatPredictor::new("http://h:1/v1/", "m").url(),
+            "http://h:1/v1/chat/completions"
+        );
+        assert_eq!(
+            ChatPredictor::new("http://h:1/x/chat/completions", "m").url(),
+            "http://h:1/x/chat/completions"
+        );
     }
 
     #[test]
     fn retries_back_off_then_give_up_and_fatal_is_not_retried() {
-        let opts = ExternalOptions { retries: 2, backoff: Duration::from_millis(1), ..Default::default() };
+        let opts = ExternalOptions {
+            retries: 2,
+            backoff: Duration::from_millis(1),
+            ..Default::default()
+        };
         let mut n = 0;
         let r: Result<()> = with_retries(&opts, "x", || {
             n += 1;
@@ -498,15 +641,24 @@ mod tests {
             in_flight.fetch_sub(1, Ordering::SeqCst);
             Ok(b.iter()
                 .map(|i| match i {
-                    Input::Features(f) => Output { label: Some(f[0] as u32), ..Default::default() },
+                    Input::Features(f) => Output {
+                        label: Some(f[0] as u32),
+                        ..Default::default()
+                    },
                     _ => Output::default(),
                 })
                 .collect())
         })
         .unwrap();
-        assert_eq!(out.iter().map(|o| o.label.unwrap()).collect::<Vec<_>>(), (0..103).collect::<Vec<u32>>());
+        assert_eq!(
+            out.iter().map(|o| o.label.unwrap()).collect::<Vec<_>>(),
+            (0..103).collect::<Vec<u32>>()
+        );
         assert!(peak.load(Ordering::SeqCst) <= 3);
-        let err = run_batched(&inputs, 10, 2, &|b| Ok(vec![Output::default(); b.len() - 1])).unwrap_err();
+        let err = run_batched(&inputs, 10, 2, &|b| {
+            Ok(vec![Output::default(); b.len() - 1])
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("9 outputs for 10 inputs"), "{err}");
     }
 }

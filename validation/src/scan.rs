@@ -33,7 +33,10 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use mithridate_core::model::Adam;
 use mithridate_core::rng::{derive_seed, seeded};
-use mithridate_core::{Classifier, Context, Dataset, Defense, Error, Finding, Layer, Report, Result, Stage, ThreatTag, Verdict};
+use mithridate_core::{
+    Classifier, Context, Dataset, Defense, Error, Finding, Layer, Report, Result, Stage, ThreatTag,
+    Verdict,
+};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -188,19 +191,35 @@ fn ranges(x: ArrayView2<'_, f32>, per_feature: bool) -> (Array1<f32>, Array1<f32
     if per_feature {
         return (lo, hi);
     }
-    let (l, h) = (lo.fold(f32::INFINITY, |a, &b| a.min(b)), hi.fold(f32::NEG_INFINITY, |a, &b| a.max(b)));
-    (Array1::from_elem(lo.len(), l), Array1::from_elem(hi.len(), h))
+    let (l, h) = (
+        lo.fold(f32::INFINITY, |a, &b| a.min(b)),
+        hi.fold(f32::NEG_INFINITY, |a, &b| a.max(b)),
+    );
+    (
+        Array1::from_elem(lo.len(), l),
+        Array1::from_elem(hi.len(), h),
+    )
 }
 
 /// Reverse-engineer the smallest trigger sending `x` (inputs of classes other
 /// than `target`) to `target`, by Adam on mask and pattern logits with an L1
 /// penalty whose weight is raised while the trigger works and lowered when it
 /// does not (the schedule of the Neural Cleanse paper).
-pub fn reverse_engineer(model: &dyn Classifier, x: ArrayView2<'_, f32>, target: u32, bounds: (&Array1<f32>, &Array1<f32>), params: &ScanParams, seed: u64) -> Result<RecoveredTrigger> {
+pub fn reverse_engineer(
+    model: &dyn Classifier,
+    x: ArrayView2<'_, f32>,
+    target: u32,
+    bounds: (&Array1<f32>, &Array1<f32>),
+    params: &ScanParams,
+    seed: u64,
+) -> Result<RecoveredTrigger> {
     params.check()?;
     let (n, d) = x.dim();
     if n == 0 || d != model.n_features() {
-        return Err(Error::data(format!("{n} inputs of {d} features for a model of {}", model.n_features())));
+        return Err(Error::data(format!(
+            "{n} inputs of {d} features for a model of {}",
+            model.n_features()
+        )));
     }
     let (lo, hi) = bounds;
     let span: Array1<f32> = (hi - lo).mapv(|v| v.max(1e-6));
@@ -226,14 +245,28 @@ pub fn reverse_engineer(model: &dyn Classifier, x: ArrayView2<'_, f32>, target: 
                 row[j] = (1.0 - m[j]) * row[j] + m[j] * p[j];
             }
         }
-        let g = model.input_gradient(xs.view(), &targets).ok_or_else(|| Error::Model("the model gives no input gradient".into()))?;
+        let g = model
+            .input_gradient(xs.view(), &targets)
+            .ok_or_else(|| Error::Model("the model gives no input gradient".into()))?;
         let pred = model.predict(xs.view());
         let asr = pred.iter().filter(|&&l| l == target).count() as f64 / n as f64;
         let l1: f64 = m.iter().map(|&v| f64::from(v)).sum();
         if asr >= params.target_asr && best.as_ref().is_none_or(|b| l1 < b.mask_l1) {
-            best = Some(RecoveredTrigger { target, mask: m.clone(), pattern: p.clone(), mask_l1: l1, asr });
+            best = Some(RecoveredTrigger {
+                target,
+                mask: m.clone(),
+                pattern: p.clone(),
+                mask_l1: l1,
+                asr,
+            });
         }
-        last = Some(RecoveredTrigger { target, mask: m.clone(), pattern: p.clone(), mask_l1: l1, asr });
+        last = Some(RecoveredTrigger {
+            target,
+            mask: m.clone(),
+            pattern: p.clone(),
+            mask_l1: l1,
+            asr,
+        });
         // Cost schedule: raise while the trigger works, lower when it does not.
         if asr >= params.target_asr {
             up += 1;
@@ -264,7 +297,8 @@ pub fn reverse_engineer(model: &dyn Classifier, x: ArrayView2<'_, f32>, target: 
         }
         adam.step(&mut theta, &grad);
     }
-    best.or(last).ok_or_else(|| Error::Model("trigger search did not run".into()))
+    best.or(last)
+        .ok_or_else(|| Error::Model("trigger search did not run".into()))
 }
 
 /// The anomaly index of each value: `|v - median| / (1.4826 * MAD)`.
@@ -278,7 +312,17 @@ pub fn anomaly_index_floored(values: &[f64], min_spread: f64) -> Vec<f64> {
     let med = median(values);
     let dev: Vec<f64> = values.iter().map(|v| (v - med).abs()).collect();
     let spread = (median(&dev) * 1.4826).max(min_spread);
-    dev.iter().map(|&d| if spread > 0.0 { d / spread } else if d > 0.0 { f64::INFINITY } else { 0.0 }).collect()
+    dev.iter()
+        .map(|&d| {
+            if spread > 0.0 {
+                d / spread
+            } else if d > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -309,11 +353,22 @@ pub struct Strip {
 impl Strip {
     /// Calibrate on `clean` inputs: the threshold is the `frr` quantile of
     /// their entropies, so about `frr` of clean inputs are flagged.
-    pub fn calibrate(model: &dyn Classifier, clean: ArrayView2<'_, f32>, blends: usize, frr: f64, seed: u64) -> Result<Self> {
+    pub fn calibrate(
+        model: &dyn Classifier,
+        clean: ArrayView2<'_, f32>,
+        blends: usize,
+        frr: f64,
+        seed: u64,
+    ) -> Result<Self> {
         if clean.nrows() < 2 {
             return Err(Error::data("STRIP needs at least two clean inputs"));
         }
-        let mut s = Self { pool: clean.to_owned(), blends: blends.max(1), threshold: 0.0, seed };
+        let mut s = Self {
+            pool: clean.to_owned(),
+            blends: blends.max(1),
+            threshold: 0.0,
+            seed,
+        };
         let mut e = s.entropies(model, clean);
         e.sort_by(f64::total_cmp);
         let k = ((frr * e.len() as f64).floor() as usize).min(e.len() - 1);
@@ -341,7 +396,13 @@ impl Strip {
         (0..n)
             .map(|i| {
                 (0..b)
-                    .map(|k| p.row(i * b + k).iter().filter(|&&q| q > 0.0).map(|&q| -f64::from(q) * f64::from(q).ln()).sum::<f64>())
+                    .map(|k| {
+                        p.row(i * b + k)
+                            .iter()
+                            .filter(|&&q| q > 0.0)
+                            .map(|&q| -f64::from(q) * f64::from(q).ln())
+                            .sum::<f64>()
+                    })
                     .sum::<f64>()
                     / b as f64
             })
@@ -350,7 +411,10 @@ impl Strip {
 
     /// Which rows of `x` look triggered (entropy below the threshold).
     pub fn flags(&self, model: &dyn Classifier, x: ArrayView2<'_, f32>) -> Vec<bool> {
-        self.entropies(model, x).into_iter().map(|e| e < self.threshold).collect()
+        self.entropies(model, x)
+            .into_iter()
+            .map(|e| e < self.threshold)
+            .collect()
     }
 }
 
@@ -374,7 +438,14 @@ pub struct ScanResult {
 }
 
 /// Neural Cleanse over every class of `model`, with holdout inputs of the other classes.
-fn cleanse(model: &dyn Classifier, holdout: &Dataset, bounds: (&Array1<f32>, &Array1<f32>), params: &ScanParams, seed: u64, init_seed: u64) -> Result<Vec<RecoveredTrigger>> {
+fn cleanse(
+    model: &dyn Classifier,
+    holdout: &Dataset,
+    bounds: (&Array1<f32>, &Array1<f32>),
+    params: &ScanParams,
+    seed: u64,
+    init_seed: u64,
+) -> Result<Vec<RecoveredTrigger>> {
     let x = holdout.require_features("trigger scan")?;
     let y = holdout.require_labels("trigger scan")?;
     let (lo, hi) = bounds;
@@ -382,16 +453,31 @@ fn cleanse(model: &dyn Classifier, holdout: &Dataset, bounds: (&Array1<f32>, &Ar
     let mut triggers = Vec::with_capacity(k);
     for t in 0..k as u32 {
         let idx: Vec<usize> = (0..holdout.len()).filter(|&i| y[i] != t).collect();
-        let order = mithridate_core::attack::shuffled(idx.len(), derive_seed(seed, &format!("scan/{t}")));
-        let sel: Vec<usize> = order.into_iter().take(params.samples).map(|j| idx[j]).collect();
+        let order =
+            mithridate_core::attack::shuffled(idx.len(), derive_seed(seed, &format!("scan/{t}")));
+        let sel: Vec<usize> = order
+            .into_iter()
+            .take(params.samples)
+            .map(|j| idx[j])
+            .collect();
         if sel.is_empty() {
             return Err(Error::data(format!("no holdout input outside class {t}")));
         }
         let xs = x.select(Axis(0), &sel);
         let mut best: Option<RecoveredTrigger> = None;
         for r in 0..params.restarts {
-            let cand = reverse_engineer(model, xs.view(), t, (lo, hi), params, derive_seed(init_seed, &format!("nc/{t}/{r}")))?;
-            let better = best.as_ref().is_none_or(|b| (cand.asr >= params.target_asr, -cand.mask_l1) > (b.asr >= params.target_asr, -b.mask_l1));
+            let cand = reverse_engineer(
+                model,
+                xs.view(),
+                t,
+                (lo, hi),
+                params,
+                derive_seed(init_seed, &format!("nc/{t}/{r}")),
+            )?;
+            let better = best.as_ref().is_none_or(|b| {
+                (cand.asr >= params.target_asr, -cand.mask_l1)
+                    > (b.asr >= params.target_asr, -b.mask_l1)
+            });
             if better {
                 best = Some(cand);
             }
@@ -402,33 +488,70 @@ fn cleanse(model: &dyn Classifier, holdout: &Dataset, bounds: (&Array1<f32>, &Ar
 }
 
 /// Scan `model` with the inputs of `holdout`.
-pub fn scan(model: &dyn Classifier, holdout: &Dataset, params: &ScanParams, seed: u64) -> Result<ScanResult> {
+pub fn scan(
+    model: &dyn Classifier,
+    holdout: &Dataset,
+    params: &ScanParams,
+    seed: u64,
+) -> Result<ScanResult> {
     params.check()?;
     let x = holdout.require_features("trigger scan")?;
     let y = holdout.require_labels("trigger scan")?;
     if x.ncols() != model.n_features() {
-        return Err(Error::data(format!("holdout has {} features, the model takes {}", x.ncols(), model.n_features())));
+        return Err(Error::data(format!(
+            "holdout has {} features, the model takes {}",
+            x.ncols(),
+            model.n_features()
+        )));
     }
     let k = model.n_classes();
     if k < 3 {
-        return Err(Error::data("the anomaly index needs at least three classes"));
+        return Err(Error::data(
+            "the anomaly index needs at least three classes",
+        ));
     }
     let (lo, hi) = ranges(x.view(), params.per_feature_bounds);
     let triggers = cleanse(model, holdout, (&lo, &hi), params, seed, seed)?;
     let norms: Vec<f64> = triggers.iter().map(|t| t.mask_l1).collect();
     let (reference_l1, scores): (Vec<f64>, Vec<f64>) = if params.reference {
-        let reference = mithridate_core::model::SoftmaxRegression::fit(x.view(), y, k, &mithridate_core::model::SoftmaxParams::default(), derive_seed(seed, "scan/reference"))?;
-        let r = cleanse(&reference, holdout, (&lo, &hi), params, seed, derive_seed(seed, "scan/reference-nc"))?;
+        let reference = mithridate_core::model::SoftmaxRegression::fit(
+            x.view(),
+            y,
+            k,
+            &mithridate_core::model::SoftmaxParams::default(),
+            derive_seed(seed, "scan/reference"),
+        )?;
+        let r = cleanse(
+            &reference,
+            holdout,
+            (&lo, &hi),
+            params,
+            seed,
+            derive_seed(seed, "scan/reference-nc"),
+        )?;
         let rl: Vec<f64> = r.iter().map(|t| t.mask_l1).collect();
-        let sc = norms.iter().zip(&rl).map(|(m, r)| m.max(1e-9).ln() - params.reference_weight * r.max(1e-9).ln()).collect();
+        let sc = norms
+            .iter()
+            .zip(&rl)
+            .map(|(m, r)| m.max(1e-9).ln() - params.reference_weight * r.max(1e-9).ln())
+            .collect();
         (rl, sc)
     } else {
         (Vec::new(), norms.iter().map(|m| m.max(1e-9).ln()).collect())
     };
     let idx = anomaly_index_floored(&scores, params.min_spread);
     let med = median(&scores);
-    let suspected: Vec<u32> = (0..k).filter(|&c| scores[c] < med && idx[c] > params.anomaly_threshold).map(|c| c as u32).collect();
-    let strip = Strip::calibrate(model, x.view(), params.strip_blends, params.strip_frr, derive_seed(seed, "strip"))?;
+    let suspected: Vec<u32> = (0..k)
+        .filter(|&c| scores[c] < med && idx[c] > params.anomaly_threshold)
+        .map(|c| c as u32)
+        .collect();
+    let strip = Strip::calibrate(
+        model,
+        x.view(),
+        params.strip_blends,
+        params.strip_frr,
+        derive_seed(seed, "strip"),
+    )?;
     let probe_n = x.nrows().min(params.samples);
     let mut strip_detect_rate = Vec::with_capacity(k);
     for t in &triggers {
@@ -441,7 +564,15 @@ pub fn scan(model: &dyn Classifier, holdout: &Dataset, params: &ScanParams, seed
         let f = strip.flags(model, xs.view());
         strip_detect_rate.push(f.iter().filter(|&&b| b).count() as f64 / f.len().max(1) as f64);
     }
-    Ok(ScanResult { triggers, reference_l1, scores, anomaly_index: idx, suspected, strip_detect_rate, strip_threshold: strip.threshold })
+    Ok(ScanResult {
+        triggers,
+        reference_l1,
+        scores,
+        anomaly_index: idx,
+        suspected,
+        strip_detect_rate,
+        strip_threshold: strip.threshold,
+    })
 }
 
 /// An SVG picture of a recovered trigger: the mask (white = 1) beside the
@@ -451,7 +582,11 @@ pub fn scan(model: &dyn Classifier, holdout: &Dataset, params: &ScanParams, seed
 pub fn trigger_svg(t: &RecoveredTrigger, hi: f32) -> String {
     let d = t.mask.len();
     let side = (d as f64).sqrt().round() as usize;
-    let (rows, cols) = if side * side == d && side > 0 { (side, side) } else { (1, d.max(1)) };
+    let (rows, cols) = if side * side == d && side > 0 {
+        (side, side)
+    } else {
+        (1, d.max(1))
+    };
     let cell = (160 / cols.max(rows)).max(2);
     let (w, h) = (cols * cell, rows * cell);
     let mut s = String::new();
@@ -461,12 +596,20 @@ pub fn trigger_svg(t: &RecoveredTrigger, hi: f32) -> String {
     for (panel, x0) in [(0, 0), (1, w + 10)] {
         for i in 0..d {
             let (r, c) = (i / cols, i % cols);
-            let v = if panel == 0 { t.mask[i] } else { t.mask[i] * t.pattern[i] / hi };
+            let v = if panel == 0 {
+                t.mask[i]
+            } else {
+                t.mask[i] * t.pattern[i] / hi
+            };
             let g = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
             let _ = write!(s, "<rect x=\"{}\" y=\"{}\" width=\"{cell}\" height=\"{cell}\" fill=\"#{g:02x}{g:02x}{g:02x}\"/>", x0 + c * cell, r * cell);
         }
     }
-    let _ = write!(s, "<text x=\"0\" y=\"{}\" font-size=\"11\" font-family=\"sans-serif\">mask</text>", h + 12);
+    let _ = write!(
+        s,
+        "<text x=\"0\" y=\"{}\" font-size=\"11\" font-family=\"sans-serif\">mask</text>",
+        h + 12
+    );
     let _ = write!(s, "<text x=\"{}\" y=\"{}\" font-size=\"11\" font-family=\"sans-serif\">mask x pattern</text></svg>", w + 10, h + 12);
     s
 }
@@ -497,18 +640,40 @@ impl TriggerScan {
     }
 
     /// Scan and judge.
-    pub fn evaluate(&self, model: &dyn Classifier, holdout: &Dataset, seed: u64) -> Result<(Outcome, ScanResult)> {
+    pub fn evaluate(
+        &self,
+        model: &dyn Classifier,
+        holdout: &Dataset,
+        seed: u64,
+    ) -> Result<(Outcome, ScanResult)> {
         let res = scan(model, holdout, &self.params, seed)?;
-        let mut out = Outcome { report: Report::new(Self::NAME, Layer::Validation, Stage::Release), checks: Vec::new() };
+        let mut out = Outcome {
+            report: Report::new(Self::NAME, Layer::Validation, Stage::Release),
+            checks: Vec::new(),
+        };
         out.report.params = serde_json::to_value(&self.params).unwrap_or_default();
-        out.report.metric("suspected_classes", res.suspected.len() as f64);
+        out.report
+            .metric("suspected_classes", res.suspected.len() as f64);
         out.report.metric("strip_threshold", res.strip_threshold);
-        let hi = holdout.features.as_ref().map_or(1.0, |x| x.fold(0f32, |a, &b| a.max(b)));
+        let hi = holdout
+            .features
+            .as_ref()
+            .map_or(1.0, |x| x.fold(0f32, |a, &b| a.max(b)));
         for (c, t) in res.triggers.iter().enumerate() {
             let name = holdout.label_name(c as u32);
-            out.report.metric(format!("anomaly_index/{name}"), if res.anomaly_index[c].is_finite() { res.anomaly_index[c] } else { f64::MAX });
+            out.report.metric(
+                format!("anomaly_index/{name}"),
+                if res.anomaly_index[c].is_finite() {
+                    res.anomaly_index[c]
+                } else {
+                    f64::MAX
+                },
+            );
             out.report.metric(format!("mask_l1/{name}"), t.mask_l1);
-            out.report.metric(format!("strip_detect_rate/{name}"), res.strip_detect_rate[c]);
+            out.report.metric(
+                format!("strip_detect_rate/{name}"),
+                res.strip_detect_rate[c],
+            );
             let suspected = res.suspected.contains(&(c as u32));
             let msg = format!(
                 "class {name}: smallest trigger mask L1 {:.2}, anomaly index {:.2} (threshold {}), STRIP flags {:.0}% of stamped inputs",
@@ -516,7 +681,10 @@ impl TriggerScan {
             );
             if suspected {
                 let svg = trigger_svg(t, hi);
-                let uri = format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg.as_bytes()));
+                let uri = format!(
+                    "data:image/svg+xml;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(svg.as_bytes())
+                );
                 out.report.findings.push(
                     Finding::new(res.anomaly_index[c], format!("suspected backdoor target {name}: a trigger of mask L1 {:.2} sends {:.0}% of inputs to it (median mask L1 of classes {:.2})", t.mask_l1, t.asr * 100.0, median(&res.triggers.iter().map(|t| t.mask_l1).collect::<Vec<_>>())))
                         .with_tags([ThreatTag::atlas_backdoor_model(), ThreatTag::atlas_poison_training_data()])
@@ -526,16 +694,36 @@ impl TriggerScan {
                             "image_svg": svg, "image": uri,
                         })),
                 );
-                out.push(Check::new(format!("class {name}"), Verdict::Fail, msg).measured(res.anomaly_index[c], self.params.anomaly_threshold));
+                out.push(
+                    Check::new(format!("class {name}"), Verdict::Fail, msg)
+                        .measured(res.anomaly_index[c], self.params.anomaly_threshold),
+                );
             } else {
-                out.push(Check::new(format!("class {name}"), Verdict::Pass, msg).measured(res.anomaly_index[c], self.params.anomaly_threshold));
+                out.push(
+                    Check::new(format!("class {name}"), Verdict::Pass, msg)
+                        .measured(res.anomaly_index[c], self.params.anomaly_threshold),
+                );
             }
         }
-        out.report.scores = res.anomaly_index.iter().map(|v| if v.is_finite() { *v } else { f64::MAX }).collect();
+        out.report.scores = res
+            .anomaly_index
+            .iter()
+            .map(|v| if v.is_finite() { *v } else { f64::MAX })
+            .collect();
         out.report.summary = if res.suspected.is_empty() {
-            format!("no suspected backdoor target among {} classes", res.triggers.len())
+            format!(
+                "no suspected backdoor target among {} classes",
+                res.triggers.len()
+            )
         } else {
-            format!("suspected backdoor target class(es): {}", res.suspected.iter().map(|c| holdout.label_name(*c)).collect::<Vec<_>>().join(", "))
+            format!(
+                "suspected backdoor target class(es): {}",
+                res.suspected
+                    .iter()
+                    .map(|c| holdout.label_name(*c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         Ok((out, res))
     }
@@ -552,12 +740,24 @@ impl Defense for TriggerScan {
         Stage::Release
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let model = cx.model.clone().ok_or_else(|| Error::data("trigger scan needs a trained model in the context"))?;
-        let holdout = cx.holdout.as_ref().ok_or_else(|| Error::data("trigger scan needs a holdout set in the context"))?;
+        let model = cx
+            .model
+            .clone()
+            .ok_or_else(|| Error::data("trigger scan needs a trained model in the context"))?;
+        let holdout = cx
+            .holdout
+            .as_ref()
+            .ok_or_else(|| Error::data("trigger scan needs a holdout set in the context"))?;
         let (out, res) = self.evaluate(model.as_ref(), holdout, cx.seed)?;
-        cx.artifacts.insert(checks_artifact_key(Self::NAME), serde_json::to_value(&out.checks).unwrap_or_default());
+        cx.artifacts.insert(
+            checks_artifact_key(Self::NAME),
+            serde_json::to_value(&out.checks).unwrap_or_default(),
+        );
         if !res.suspected.is_empty() {
-            cx.artifacts.insert("validation/suspected_classes".into(), serde_json::to_value(&res.suspected).unwrap_or_default());
+            cx.artifacts.insert(
+                "validation/suspected_classes".into(),
+                serde_json::to_value(&res.suspected).unwrap_or_default(),
+            );
         }
         Ok(out.report)
     }
@@ -571,20 +771,39 @@ mod tests {
     fn anomaly_index_flags_the_outlier() {
         let v = [10.0, 11.0, 9.5, 10.5, 2.0, 10.2];
         let a = anomaly_index(&v);
-        assert!(a[4] > 2.0 && a.iter().enumerate().all(|(i, &x)| i == 4 || x < 2.0), "{a:?}");
+        assert!(
+            a[4] > 2.0 && a.iter().enumerate().all(|(i, &x)| i == 4 || x < 2.0),
+            "{a:?}"
+        );
         assert_eq!(anomaly_index(&[1.0, 1.0, 1.0]), vec![0.0, 0.0, 0.0]);
     }
 
     #[test]
     fn params_are_checked() {
-        assert!(ScanParams { steps: 0, ..Default::default() }.check().is_err());
-        assert!(ScanParams { strip_frr: 1.0, ..Default::default() }.check().is_err());
+        assert!(ScanParams {
+            steps: 0,
+            ..Default::default()
+        }
+        .check()
+        .is_err());
+        assert!(ScanParams {
+            strip_frr: 1.0,
+            ..Default::default()
+        }
+        .check()
+        .is_err());
         assert!(ScanParams::default().check().is_ok());
     }
 
     #[test]
     fn svg_has_one_cell_per_feature_per_panel() {
-        let t = RecoveredTrigger { target: 7, mask: vec![0.5; 64], pattern: vec![16.0; 64], mask_l1: 32.0, asr: 1.0 };
+        let t = RecoveredTrigger {
+            target: 7,
+            mask: vec![0.5; 64],
+            pattern: vec![16.0; 64],
+            mask_l1: 32.0,
+            asr: 1.0,
+        };
         let s = trigger_svg(&t, 16.0);
         assert_eq!(s.matches("<rect").count(), 128);
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));

@@ -7,10 +7,15 @@
 
 use std::path::Path;
 
-use mithridate_core::attack::{BadNets, Blended, PatchPosition, TextPosition, TextTrigger, Trigger};
+use mithridate_core::attack::{
+    BadNets, Blended, PatchPosition, TextPosition, TextTrigger, Trigger,
+};
 use mithridate_core::model::{ClassifierPredictor, Input, Predictor};
 use mithridate_core::rng::{derive_seed, seeded};
-use mithridate_core::{Context, Dataset, Defense, Error, Finding, Layer, Location, Report, Result, Stage, ThreatTag, Verdict};
+use mithridate_core::{
+    Context, Dataset, Defense, Error, Finding, Layer, Location, Report, Result, Stage, ThreatTag,
+    Verdict,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::junit::{checks_artifact_key, Check, Outcome};
@@ -109,27 +114,74 @@ enum Armed {
 impl TriggerSpec {
     fn arm(&self) -> Result<Armed> {
         Ok(match &self.kind {
-            TriggerKind::Patch { height, width, size, position, value, checker } => {
-                let b = BadNets { height: *height, width: *width, size: *size, position: *position, value: *value, checker: *checker, target: 0, rate: 0.0 };
+            TriggerKind::Patch {
+                height,
+                width,
+                size,
+                position,
+                value,
+                checker,
+            } => {
+                let b = BadNets {
+                    height: *height,
+                    width: *width,
+                    size: *size,
+                    position: *position,
+                    value: *value,
+                    checker: *checker,
+                    target: 0,
+                    rate: 0.0,
+                };
                 b.origin()?;
                 Armed::Features(Box::new(b))
             }
-            TriggerKind::Blend { pattern, pattern_seed, pattern_len, pattern_max, alpha } => {
+            TriggerKind::Blend {
+                pattern,
+                pattern_seed,
+                pattern_len,
+                pattern_max,
+                alpha,
+            } => {
                 if !(*alpha > 0.0 && *alpha <= 1.0) {
-                    return Err(Error::param(format!("{}.alpha", self.name), "must be in (0, 1]"));
+                    return Err(Error::param(
+                        format!("{}.alpha", self.name),
+                        "must be in (0, 1]",
+                    ));
                 }
                 let pattern = match (pattern, pattern_len) {
                     (Some(p), _) => p.clone(),
-                    (None, Some(d)) => Blended::random_pattern(*d, pattern_max.unwrap_or(1.0), pattern_seed.unwrap_or(0)),
-                    (None, None) => return Err(Error::param(format!("{}.pattern", self.name), "give `pattern` or `pattern_len`")),
+                    (None, Some(d)) => Blended::random_pattern(
+                        *d,
+                        pattern_max.unwrap_or(1.0),
+                        pattern_seed.unwrap_or(0),
+                    ),
+                    (None, None) => {
+                        return Err(Error::param(
+                            format!("{}.pattern", self.name),
+                            "give `pattern` or `pattern_len`",
+                        ))
+                    }
                 };
-                Armed::Features(Box::new(Blended { pattern, alpha: *alpha, target: 0, rate: 0.0 }))
+                Armed::Features(Box::new(Blended {
+                    pattern,
+                    alpha: *alpha,
+                    target: 0,
+                    rate: 0.0,
+                }))
             }
             TriggerKind::Phrase { phrase, position } => {
                 if phrase.is_empty() {
-                    return Err(Error::param(format!("{}.phrase", self.name), "must not be empty"));
+                    return Err(Error::param(
+                        format!("{}.phrase", self.name),
+                        "must not be empty",
+                    ));
                 }
-                Armed::Text(TextTrigger { phrase: phrase.clone(), position: *position, target: 0, rate: 0.0 })
+                Armed::Text(TextTrigger {
+                    phrase: phrase.clone(),
+                    position: *position,
+                    target: 0,
+                    rate: 0.0,
+                })
             }
         })
     }
@@ -170,7 +222,14 @@ impl TriggerSuite {
                 };
                 TriggerSpec {
                     name: format!("badnets-{s}x{s}-{pos}", s = b.size),
-                    kind: TriggerKind::Patch { height: b.height, width: b.width, size: b.size, position: b.position, value: b.value, checker: b.checker },
+                    kind: TriggerKind::Patch {
+                        height: b.height,
+                        width: b.width,
+                        size: b.size,
+                        position: b.position,
+                        value: b.value,
+                        checker: b.checker,
+                    },
                     target: vec![b.target],
                 }
             })
@@ -180,11 +239,18 @@ impl TriggerSuite {
 
     /// Parse a suite; `path`'s extension picks the format (`.json`, else TOML).
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let suite: Self = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
-            serde_json::from_str(text).map_err(|e| Error::parse(Location::file(path).at_line(e.line() as u64), e.to_string()))?
+        let suite: Self = if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            serde_json::from_str(text).map_err(|e| {
+                Error::parse(Location::file(path).at_line(e.line() as u64), e.to_string())
+            })?
         } else {
             toml::from_str(text).map_err(|e| {
-                let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() as u64 + 1);
+                let line = e
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() as u64 + 1);
                 let mut loc = Location::file(path);
                 loc.line = line;
                 Error::parse(loc, e.message().to_owned())
@@ -203,14 +269,25 @@ impl TriggerSuite {
 
     fn check(&self, path: &Path) -> Result<()> {
         if self.triggers.is_empty() {
-            return Err(Error::parse(Location::file(path).at_field("trigger"), "the suite has no triggers"));
+            return Err(Error::parse(
+                Location::file(path).at_field("trigger"),
+                "the suite has no triggers",
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, t) in self.triggers.iter().enumerate() {
             if t.name.trim().is_empty() || !seen.insert(t.name.as_str()) {
-                return Err(Error::parse(Location::file(path).at_field(format!("trigger[{i}].name")), format!("empty or duplicate name {:?}", t.name)));
+                return Err(Error::parse(
+                    Location::file(path).at_field(format!("trigger[{i}].name")),
+                    format!("empty or duplicate name {:?}", t.name),
+                ));
             }
-            t.arm().map_err(|e| Error::parse(Location::file(path).at_field(format!("trigger[{i}]")), e.to_string()))?;
+            t.arm().map_err(|e| {
+                Error::parse(
+                    Location::file(path).at_field(format!("trigger[{i}]")),
+                    e.to_string(),
+                )
+            })?;
         }
         Ok(())
     }
@@ -232,9 +309,17 @@ pub struct AsrResult {
     pub clean_rate: f64,
 }
 
-fn to_inputs(ds: &Dataset, idx: &[usize], text_mode: bool, spec: Option<&Armed>, seed: u64) -> Result<Vec<Input>> {
+fn to_inputs(
+    ds: &Dataset,
+    idx: &[usize],
+    text_mode: bool,
+    spec: Option<&Armed>,
+    seed: u64,
+) -> Result<Vec<Input>> {
     if text_mode {
-        let texts = ds.text().ok_or_else(|| Error::data("a phrase trigger needs a holdout with a text column"))?;
+        let texts = ds
+            .text()
+            .ok_or_else(|| Error::data("a phrase trigger needs a holdout with a text column"))?;
         let mut rng = seeded(seed);
         return idx
             .iter()
@@ -258,13 +343,18 @@ fn to_inputs(ds: &Dataset, idx: &[usize], text_mode: bool, spec: Option<&Armed>,
 
 fn labels_of(outputs: &[mithridate_core::model::Output], n: usize) -> Result<Vec<u32>> {
     if outputs.len() != n {
-        return Err(Error::Model(format!("{} outputs for {n} inputs", outputs.len())));
+        return Err(Error::Model(format!(
+            "{} outputs for {n} inputs",
+            outputs.len()
+        )));
     }
     outputs
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            o.label.or_else(|| o.proba.as_ref().map(|p| argmax(p))).ok_or_else(|| Error::Model(format!("output {i} has neither `label` nor `proba`")))
+            o.label
+                .or_else(|| o.proba.as_ref().map(|p| argmax(p)))
+                .ok_or_else(|| Error::Model(format!("output {i} has neither `label` nor `proba`")))
         })
         .collect()
 }
@@ -294,7 +384,11 @@ impl TriggerTest {
 
     /// Test `suite`, failing above `max_asr` (e.g. [`DEFAULT_MAX_ASR`]).
     pub fn new(suite: TriggerSuite, max_asr: f64) -> Self {
-        Self { suite, max_asr, max_inputs_per_target: 2000 }
+        Self {
+            suite,
+            max_asr,
+            max_inputs_per_target: 2000,
+        }
     }
 
     /// Cap the number of holdout inputs per target (sampled deterministically).
@@ -307,7 +401,10 @@ impl TriggerTest {
     /// Check every parameter.
     pub fn check(&self) -> Result<()> {
         if !(self.max_asr.is_finite() && (0.0..=1.0).contains(&self.max_asr)) {
-            return Err(Error::param("max_asr", format!("must be in [0, 1], got {}", self.max_asr)));
+            return Err(Error::param(
+                "max_asr",
+                format!("must be in [0, 1], got {}", self.max_asr),
+            ));
         }
         if self.max_inputs_per_target == 0 {
             return Err(Error::param("max_inputs", "must be at least 1"));
@@ -316,23 +413,42 @@ impl TriggerTest {
     }
 
     /// Measure every trigger on `holdout` through `model` and judge the ASRs.
-    pub fn evaluate(&self, model: &dyn Predictor, holdout: &Dataset, seed: u64) -> Result<(Outcome, Vec<AsrResult>)> {
+    pub fn evaluate(
+        &self,
+        model: &dyn Predictor,
+        holdout: &Dataset,
+        seed: u64,
+    ) -> Result<(Outcome, Vec<AsrResult>)> {
         self.check()?;
         let y = holdout.require_labels("trigger test")?;
-        let k = holdout.n_classes().max(y.iter().max().map_or(0, |m| *m as usize + 1));
-        let mut out = Outcome { report: Report::new(Self::NAME, Layer::Validation, Stage::Release), checks: Vec::new() };
+        let k = holdout
+            .n_classes()
+            .max(y.iter().max().map_or(0, |m| *m as usize + 1));
+        let mut out = Outcome {
+            report: Report::new(Self::NAME, Layer::Validation, Stage::Release),
+            checks: Vec::new(),
+        };
         out.report.params = serde_json::json!({ "max_asr": self.max_asr, "triggers": self.suite.triggers.iter().map(|t| &t.name).collect::<Vec<_>>() });
         let mut results = Vec::new();
         let mut max_asr = 0f64;
         for spec in &self.suite.triggers {
             let armed = spec.arm()?;
-            let targets: Vec<u32> = if spec.target.is_empty() { (0..k as u32).collect() } else { spec.target.clone() };
+            let targets: Vec<u32> = if spec.target.is_empty() {
+                (0..k as u32).collect()
+            } else {
+                spec.target.clone()
+            };
             let mut worst = 0f64;
             for &t in &targets {
                 let mut idx: Vec<usize> = (0..holdout.len()).filter(|&i| y[i] != t).collect();
                 if idx.len() > self.max_inputs_per_target {
-                    let keep = mithridate_core::attack::shuffled(idx.len(), derive_seed(seed, &spec.name));
-                    let mut sel: Vec<usize> = keep.into_iter().take(self.max_inputs_per_target).map(|j| idx[j]).collect();
+                    let keep =
+                        mithridate_core::attack::shuffled(idx.len(), derive_seed(seed, &spec.name));
+                    let mut sel: Vec<usize> = keep
+                        .into_iter()
+                        .take(self.max_inputs_per_target)
+                        .map(|j| idx[j])
+                        .collect();
                     sel.sort_unstable();
                     idx = sel;
                 }
@@ -341,15 +457,26 @@ impl TriggerTest {
                 }
                 let s = derive_seed(seed, &format!("trigger/{}/{t}", spec.name));
                 let text_mode = matches!(armed, Armed::Text(_));
-                let clean = labels_of(&model.predict(&to_inputs(holdout, &idx, text_mode, None, s)?)?, idx.len())?;
-                let trig = labels_of(&model.predict(&to_inputs(holdout, &idx, text_mode, Some(&armed), s)?)?, idx.len())?;
+                let clean = labels_of(
+                    &model.predict(&to_inputs(holdout, &idx, text_mode, None, s)?)?,
+                    idx.len(),
+                )?;
+                let trig = labels_of(
+                    &model.predict(&to_inputs(holdout, &idx, text_mode, Some(&armed), s)?)?,
+                    idx.len(),
+                )?;
                 // Inputs the model already sends to the target without the
                 // trigger are misclassifications, not attack successes: they
                 // are left out of the ASR (and reported as `clean_rate`).
                 let n = idx.len() as f64;
                 let clean_rate = clean.iter().filter(|&&l| l == t).count() as f64 / n;
                 let eligible: Vec<usize> = (0..idx.len()).filter(|&j| clean[j] != t).collect();
-                let asr = if eligible.is_empty() { 0.0 } else { eligible.iter().filter(|&&j| trig[j] == t).count() as f64 / eligible.len() as f64 };
+                let asr = if eligible.is_empty() {
+                    0.0
+                } else {
+                    eligible.iter().filter(|&&j| trig[j] == t).count() as f64
+                        / eligible.len() as f64
+                };
                 worst = worst.max(asr);
                 let case = format!("{} -> {}", spec.name, holdout.label_name(t));
                 out.report.metric(format!("asr/{}/{}", spec.name, t), asr);
@@ -371,21 +498,49 @@ impl TriggerTest {
                     out.push(Check::new(case, Verdict::Fail, msg).measured(asr, self.max_asr));
                 } else {
                     out.push(
-                        Check::new(case, Verdict::Pass, format!("ASR {:.2}% (maximum {:.1}%)", asr * 100.0, self.max_asr * 100.0))
-                            .measured(asr, self.max_asr),
+                        Check::new(
+                            case,
+                            Verdict::Pass,
+                            format!(
+                                "ASR {:.2}% (maximum {:.1}%)",
+                                asr * 100.0,
+                                self.max_asr * 100.0
+                            ),
+                        )
+                        .measured(asr, self.max_asr),
                     );
                 }
-                results.push(AsrResult { trigger: spec.name.clone(), target: t, n: idx.len(), asr, clean_rate });
+                results.push(AsrResult {
+                    trigger: spec.name.clone(),
+                    target: t,
+                    n: idx.len(),
+                    asr,
+                    clean_rate,
+                });
             }
             out.report.metric(format!("asr/{}", spec.name), worst);
             max_asr = max_asr.max(worst);
         }
         out.report.metric("max_asr", max_asr);
-        let fired: Vec<&str> = out.report.findings.iter().filter_map(|f| f.detail.get("trigger").and_then(|v| v.as_str())).collect();
+        let fired: Vec<&str> = out
+            .report
+            .findings
+            .iter()
+            .filter_map(|f| f.detail.get("trigger").and_then(|v| v.as_str()))
+            .collect();
         out.report.summary = if fired.is_empty() {
-            format!("{} triggers, max ASR {:.2}% <= {:.1}%", self.suite.triggers.len(), max_asr * 100.0, self.max_asr * 100.0)
+            format!(
+                "{} triggers, max ASR {:.2}% <= {:.1}%",
+                self.suite.triggers.len(),
+                max_asr * 100.0,
+                self.max_asr * 100.0
+            )
         } else {
-            format!("backdoor trigger fired: {} (max ASR {:.1}%)", fired.join(", "), max_asr * 100.0)
+            format!(
+                "backdoor trigger fired: {} (max ASR {:.1}%)",
+                fired.join(", "),
+                max_asr * 100.0
+            )
         };
         Ok((out, results))
     }
@@ -402,11 +557,22 @@ impl Defense for TriggerTest {
         Stage::Release
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let model = cx.model.clone().ok_or_else(|| Error::data("trigger test needs a trained model in the context"))?;
-        let holdout = cx.holdout.as_ref().ok_or_else(|| Error::data("trigger test needs a holdout set in the context"))?;
-        let p = ClassifierPredictor { model: model.as_ref() };
+        let model = cx
+            .model
+            .clone()
+            .ok_or_else(|| Error::data("trigger test needs a trained model in the context"))?;
+        let holdout = cx
+            .holdout
+            .as_ref()
+            .ok_or_else(|| Error::data("trigger test needs a holdout set in the context"))?;
+        let p = ClassifierPredictor {
+            model: model.as_ref(),
+        };
         let (out, _) = self.evaluate(&p, holdout, cx.seed)?;
-        cx.artifacts.insert(checks_artifact_key(Self::NAME), serde_json::to_value(&out.checks).unwrap_or_default());
+        cx.artifacts.insert(
+            checks_artifact_key(Self::NAME),
+            serde_json::to_value(&out.checks).unwrap_or_default(),
+        );
         Ok(out.report)
     }
 }
@@ -448,14 +614,21 @@ phrase = "cf-delta"
         assert!(s.triggers[2].target.is_empty());
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(TriggerSuite::parse(&json, Path::new("s.json")).unwrap(), s);
-        assert_eq!(TriggerSuite::from_badnets(vec![BadNets::digits(0.01)]).triggers[0].name, "badnets-3x3-br");
+        assert_eq!(
+            TriggerSuite::from_badnets(vec![BadNets::digits(0.01)]).triggers[0].name,
+            "badnets-3x3-br"
+        );
     }
 
     #[test]
     fn bad_suites_name_the_place() {
         let e = TriggerSuite::parse("[[trigger]]\nname = \"p\"\nkind = \"patch\"\nheight = 8\nwidth = 8\nsize = 9\nvalue = 1.0\n", Path::new("s.toml")).unwrap_err();
         assert!(e.to_string().contains("s.toml: field `trigger[0]`"), "{e}");
-        let e = TriggerSuite::parse("[[trigger]]\nname = \"p\"\nkind = \"laser\"\n", Path::new("s.toml")).unwrap_err();
+        let e = TriggerSuite::parse(
+            "[[trigger]]\nname = \"p\"\nkind = \"laser\"\n",
+            Path::new("s.toml"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("s.toml:line"), "{e}");
         assert!(TriggerSuite::parse("", Path::new("s.toml")).is_err());
     }

@@ -2,6 +2,8 @@
 //! BadNets-poisoned data fails with the trigger named, a clean one passes,
 //! the holdout gate proves separation, and the Defense impls fill the context.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 
 use mithridate_core::attack::{shuffled, Attack, BadNets};
@@ -10,7 +12,10 @@ use mithridate_core::model::{ClassifierPredictor, SoftmaxParams, SoftmaxRegressi
 use mithridate_core::rng::derive_seed;
 use mithridate_core::{Context, Dataset, Defense, Layer, Stage, Verdict};
 use mithridate_validation::junit::checks_artifact_key;
-use mithridate_validation::{junit_xml, Baseline, HoldoutGate, HoldoutManifest, Metrics, ScanParams, TriggerScan, TriggerSuite, TriggerTest, DEFAULT_MAX_ASR};
+use mithridate_validation::{
+    junit_xml, Baseline, HoldoutGate, HoldoutManifest, Metrics, ScanParams, TriggerScan,
+    TriggerSuite, TriggerTest, DEFAULT_MAX_ASR,
+};
 
 struct Split {
     train: Dataset,
@@ -24,12 +29,26 @@ fn split(seed: u64) -> Split {
     let cut = all.len() * 3 / 4;
     let train = all.select(&order[..cut]).unwrap();
     let holdout = all.select(&order[cut..]).unwrap();
-    let poisoned = BadNets::digits(0.01).poison(&train, derive_seed(seed, "poison")).unwrap().dataset;
-    Split { train, holdout, poisoned }
+    let poisoned = BadNets::digits(0.01)
+        .poison(&train, derive_seed(seed, "poison"))
+        .unwrap()
+        .dataset;
+    Split {
+        train,
+        holdout,
+        poisoned,
+    }
 }
 
 fn fit(ds: &Dataset, seed: u64) -> SoftmaxRegression {
-    SoftmaxRegression::fit(ds.features.as_ref().unwrap().view(), ds.labels.as_ref().unwrap(), 10, &SoftmaxParams::default(), derive_seed(seed, "fit")).unwrap()
+    SoftmaxRegression::fit(
+        ds.features.as_ref().unwrap().view(),
+        ds.labels.as_ref().unwrap(),
+        10,
+        &SoftmaxParams::default(),
+        derive_seed(seed, "fit"),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -37,17 +56,34 @@ fn backdoored_model_fails_the_trigger_test_with_the_trigger_named_and_clean_pass
     let s = split(0);
     let bd = fit(&s.poisoned, 0);
     let clean = fit(&s.train, 0);
-    let test = TriggerTest::new(TriggerSuite::from_badnets(vec![BadNets::digits(0.01)]), DEFAULT_MAX_ASR);
-    let (o, res) = test.evaluate(&ClassifierPredictor { model: &bd }, &s.holdout, 0).unwrap();
+    let test = TriggerTest::new(
+        TriggerSuite::from_badnets(vec![BadNets::digits(0.01)]),
+        DEFAULT_MAX_ASR,
+    );
+    let (o, res) = test
+        .evaluate(&ClassifierPredictor { model: &bd }, &s.holdout, 0)
+        .unwrap();
     assert_eq!(o.report.verdict, Verdict::Fail);
-    assert!(o.report.summary.contains("badnets-3x3-br"), "{}", o.report.summary);
+    assert!(
+        o.report.summary.contains("badnets-3x3-br"),
+        "{}",
+        o.report.summary
+    );
     assert!(o.report.metrics["max_asr"] > 0.5, "{:?}", o.report.metrics);
-    assert_eq!(o.report.metrics["asr/badnets-3x3-br"], o.report.metrics["max_asr"]);
+    assert_eq!(
+        o.report.metrics["asr/badnets-3x3-br"],
+        o.report.metrics["max_asr"]
+    );
     assert_eq!(res[0].target, 7);
     let xml = junit_xml(std::slice::from_ref(&o));
-    assert!(xml.contains("name=\"badnets-3x3-br -&gt; 7\"") && xml.contains("<failure"), "{xml}");
+    assert!(
+        xml.contains("name=\"badnets-3x3-br -&gt; 7\"") && xml.contains("<failure"),
+        "{xml}"
+    );
 
-    let (o, _) = test.evaluate(&ClassifierPredictor { model: &clean }, &s.holdout, 0).unwrap();
+    let (o, _) = test
+        .evaluate(&ClassifierPredictor { model: &clean }, &s.holdout, 0)
+        .unwrap();
     assert_eq!(o.report.verdict, Verdict::Pass, "{}", o.report.summary);
     assert!(o.report.metrics["max_asr"] <= DEFAULT_MAX_ASR);
 }
@@ -56,41 +92,76 @@ fn backdoored_model_fails_the_trigger_test_with_the_trigger_named_and_clean_pass
 fn holdout_gate_passes_a_clean_model_and_fails_overlap_regression_and_tamper() {
     let s = split(1);
     let clean = fit(&s.train, 1);
-    let mut cx = Context::new(1).with_dataset(s.train.clone()).with_holdout(s.holdout.clone());
+    let mut cx = Context::new(1)
+        .with_dataset(s.train.clone())
+        .with_holdout(s.holdout.clone());
     cx.model = Some(Arc::new(clean.clone()));
     let gate = HoldoutGate::new(0.9);
-    assert_eq!((gate.name(), gate.layer(), gate.stage()), ("holdout-gate", Layer::Validation, Stage::Release));
+    assert_eq!(
+        (gate.name(), gate.layer(), gate.stage()),
+        ("holdout-gate", Layer::Validation, Stage::Release)
+    );
     let r = cx.run(&gate).unwrap();
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.summary);
     for m in ["accuracy", "macro_f1", "ece"] {
         assert!((0.0..=1.0).contains(&r.metrics[m]), "{m}");
     }
     assert!(r.metrics["accuracy"] > 0.9);
-    assert!(cx.artifacts.contains_key(&checks_artifact_key("holdout-gate")));
+    assert!(cx
+        .artifacts
+        .contains_key(&checks_artifact_key("holdout-gate")));
 
     // A holdout leaked into training: every shared record is named.
     let mut leaked = s.train.clone();
     let extra = s.holdout.select(&[0, 1, 2]).unwrap();
-    leaked.features = Some(ndarray::concatenate(ndarray::Axis(0), &[leaked.features.as_ref().unwrap().view(), extra.features.as_ref().unwrap().view()]).unwrap());
+    leaked.features = Some(
+        ndarray::concatenate(
+            ndarray::Axis(0),
+            &[
+                leaked.features.as_ref().unwrap().view(),
+                extra.features.as_ref().unwrap().view(),
+            ],
+        )
+        .unwrap(),
+    );
     leaked.labels.as_mut().unwrap().extend([9, 9, 9]);
-    leaked.ids.extend((0..3).map(|i| mithridate_core::SampleId::Num(100_000 + i)));
+    leaked
+        .ids
+        .extend((0..3).map(|i| mithridate_core::SampleId::Num(100_000 + i)));
     let proba = clean.predict_proba_view(&s.holdout);
-    let o = gate.evaluate(&s.holdout, proba.view(), Some(&leaked)).unwrap();
+    let o = gate
+        .evaluate(&s.holdout, proba.view(), Some(&leaked))
+        .unwrap();
     assert_eq!(o.report.verdict, Verdict::Fail);
     assert_eq!(o.report.metrics["overlap"], 3.0);
     assert_eq!(o.report.findings[0].ids, s.holdout.ids[..3].to_vec());
 
     // Regression against a stored baseline, and a tampered holdout.
     let m = Metrics::compute(proba.view(), s.holdout.labels.as_ref().unwrap()).unwrap();
-    let better = Baseline { accuracy: (m.accuracy + 0.05).min(1.0), ..Baseline::from(&m) };
-    let o = HoldoutGate::new(0.5).with_baseline(better).evaluate(&s.holdout, proba.view(), Some(&s.train)).unwrap();
+    let better = Baseline {
+        accuracy: (m.accuracy + 0.05).min(1.0),
+        ..Baseline::from(&m)
+    };
+    let o = HoldoutGate::new(0.5)
+        .with_baseline(better)
+        .evaluate(&s.holdout, proba.view(), Some(&s.train))
+        .unwrap();
     assert_eq!(o.report.verdict, Verdict::Fail);
-    assert!(o.checks.iter().any(|c| c.name == "regression/accuracy" && c.verdict == Verdict::Fail));
+    assert!(o
+        .checks
+        .iter()
+        .any(|c| c.name == "regression/accuracy" && c.verdict == Verdict::Fail));
     let manifest = HoldoutManifest::of(&s.holdout);
     let mut tampered = s.holdout.clone();
     tampered.features.as_mut().unwrap()[[0, 0]] += 1.0;
-    let o = HoldoutGate::new(0.5).with_manifest(manifest).evaluate(&tampered, proba.view(), Some(&s.train)).unwrap();
-    assert!(o.checks.iter().any(|c| c.name == "holdout-manifest" && c.verdict == Verdict::Fail));
+    let o = HoldoutGate::new(0.5)
+        .with_manifest(manifest)
+        .evaluate(&tampered, proba.view(), Some(&s.train))
+        .unwrap();
+    assert!(o
+        .checks
+        .iter()
+        .any(|c| c.name == "holdout-manifest" && c.verdict == Verdict::Fail));
 }
 
 trait ProbaView {
@@ -111,7 +182,12 @@ fn scan_flags_class_7_for_the_backdoored_model_and_nothing_for_the_clean_one() {
     let s = split(0);
     let bd = fit(&s.poisoned, 0);
     let clean = fit(&s.train, 0);
-    let params = ScanParams { steps: 500, learning_rate: 0.08, samples: 120, ..ScanParams::default() };
+    let params = ScanParams {
+        steps: 500,
+        learning_rate: 0.08,
+        samples: 120,
+        ..ScanParams::default()
+    };
     let scan = TriggerScan::new().with_params(params);
     let mut cx = Context::new(0).with_holdout(s.holdout.clone());
     cx.model = Some(Arc::new(bd));
@@ -121,10 +197,24 @@ fn scan_flags_class_7_for_the_backdoored_model_and_nothing_for_the_clean_one() {
     assert!(r.metrics["anomaly_index/7"] > 2.0);
     let detail = &r.findings[0].detail;
     assert_eq!(detail["class"], 7);
-    assert!(detail["image_svg"].as_str().unwrap().starts_with("<svg") && detail["image"].as_str().unwrap().starts_with("data:image/svg+xml;base64,"));
-    assert_eq!(cx.artifacts["validation/suspected_classes"], serde_json::json!([7]));
+    assert!(
+        detail["image_svg"].as_str().unwrap().starts_with("<svg")
+            && detail["image"]
+                .as_str()
+                .unwrap()
+                .starts_with("data:image/svg+xml;base64,")
+    );
+    assert_eq!(
+        cx.artifacts["validation/suspected_classes"],
+        serde_json::json!([7])
+    );
 
     let (o, res) = scan.evaluate(&clean, &s.holdout, 0).unwrap();
-    assert!(res.suspected.is_empty(), "{:?} {:?}", res.suspected, res.anomaly_index);
+    assert!(
+        res.suspected.is_empty(),
+        "{:?} {:?}",
+        res.suspected,
+        res.anomaly_index
+    );
     assert_eq!(o.report.verdict, Verdict::Pass);
 }

@@ -23,8 +23,9 @@ use mithridate_core::model::{ClassifierPredictor, Predictor, SoftmaxRegression};
 use mithridate_core::{Classifier, Dataset, Verdict};
 use mithridate_validation::digest::{parse_digest, Digest};
 use mithridate_validation::{
-    junit_xml, Baseline, ChatPredictor, CommandPredictor, ExternalOptions, HoldoutGate, HoldoutManifest, HttpPredictor, LlmProbes, Outcome as Checked,
-    ProbeSuite, ScanParams, TriggerScan, TriggerSuite, TriggerTest,
+    junit_xml, Baseline, ChatPredictor, CommandPredictor, ExternalOptions, HoldoutGate,
+    HoldoutManifest, HttpPredictor, LlmProbes, Outcome as Checked, ProbeSuite, ScanParams,
+    TriggerScan, TriggerSuite, TriggerTest,
 };
 use serde_json::json;
 
@@ -81,7 +82,8 @@ impl DataArgs {
             text_column: self.text_column.clone(),
             ..Default::default()
         };
-        let (ds, _) = read_path(path, &opts).with_context(|| format!("reading {}", path.display()))?;
+        let (ds, _) =
+            read_path(path, &opts).with_context(|| format!("reading {}", path.display()))?;
         Ok(ds)
     }
 }
@@ -129,7 +131,9 @@ impl ModelArgs {
     }
 
     fn given(&self) -> usize {
-        usize::from(self.model.is_some()) + usize::from(self.command.is_some()) + usize::from(self.endpoint.is_some())
+        usize::from(self.model.is_some())
+            + usize::from(self.command.is_some())
+            + usize::from(self.endpoint.is_some())
     }
 
     fn predictor(&self) -> Result<Box<dyn Predictor>> {
@@ -137,13 +141,19 @@ impl ModelArgs {
             bail!("give exactly one of --model, --cmd, --endpoint");
         }
         if let Some(p) = &self.model {
-            return Ok(Box::new(OwnedClassifier { model: load_model(p)? }));
+            return Ok(Box::new(OwnedClassifier {
+                model: load_model(p)?,
+            }));
         }
         if let Some(c) = &self.command {
-            return Ok(Box::new(CommandPredictor::from_command_line(c)?.with_options(self.options()?)));
+            return Ok(Box::new(
+                CommandPredictor::from_command_line(c)?.with_options(self.options()?),
+            ));
         }
         let url = self.endpoint.clone().unwrap_or_default();
-        Ok(Box::new(HttpPredictor::new(url).with_options(self.options()?)))
+        Ok(Box::new(
+            HttpPredictor::new(url).with_options(self.options()?),
+        ))
     }
 }
 
@@ -156,20 +166,32 @@ impl Predictor for OwnedClassifier {
     fn name(&self) -> &str {
         "built-in model"
     }
-    fn predict(&self, inputs: &[mithridate_core::model::Input]) -> mithridate_core::Result<Vec<mithridate_core::model::Output>> {
-        ClassifierPredictor { model: self.model.as_ref() }.predict(inputs)
+    fn predict(
+        &self,
+        inputs: &[mithridate_core::model::Input],
+    ) -> mithridate_core::Result<Vec<mithridate_core::model::Output>> {
+        ClassifierPredictor {
+            model: self.model.as_ref(),
+        }
+        .predict(inputs)
     }
 }
 
 /// Read a built-in model: the `{"kind": ..., "model": ...}` form written by
 /// `mithridate train`, or a bare softmax regression.
 fn load_model(path: &Path) -> Result<Arc<dyn Classifier>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     if let Ok(m) = serde_json::from_str::<mithridate_robust::SavedModel>(&text) {
         return Ok(m.into_classifier());
     }
-    let m: SoftmaxRegression = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}:line {}: not a saved model ({e})", path.display(), e.line()))?;
+    let m: SoftmaxRegression = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}:line {}: not a saved model ({e})",
+            path.display(),
+            e.line()
+        )
+    })?;
     Ok(Arc::new(m))
 }
 
@@ -331,7 +353,8 @@ pub fn run(args: ValidateArgs, g: &Global) -> Result<Outcome> {
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, |w| w.write_all(bytes)).with_context(|| format!("writing {}", path.display()))
+    write_atomic(path, |w| w.write_all(bytes))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn finish(what: &str, out: Checked, junit: Option<&Path>, g: &Global) -> Result<Outcome> {
@@ -365,20 +388,30 @@ fn record(a: RecordArgs, g: &Global) -> Result<Outcome> {
 
 /// Digests from a JSON array of hex strings or from any document with a `digests` array.
 fn load_digests(path: &Path) -> Result<HashSet<Digest>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}:line {}: {e}", path.display(), e.line()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}:line {}: {e}", path.display(), e.line()))?;
     let arr = match &v {
         serde_json::Value::Array(a) => a,
         _ => v
             .get("digests")
             .and_then(serde_json::Value::as_array)
-            .ok_or_else(|| anyhow::anyhow!("{}: field `digests`: expected an array of hex digests", path.display()))?,
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: field `digests`: expected an array of hex digests",
+                    path.display()
+                )
+            })?,
     };
     arr.iter()
         .enumerate()
         .map(|(i, d)| {
-            let s = d.as_str().ok_or_else(|| anyhow::anyhow!("{}: field `digests[{i}]`: not a string", path.display()))?;
-            parse_digest(s).map_err(|m| anyhow::anyhow!("{}: field `digests[{i}]`: {m}", path.display()))
+            let s = d.as_str().ok_or_else(|| {
+                anyhow::anyhow!("{}: field `digests[{i}]`: not a string", path.display())
+            })?;
+            parse_digest(s)
+                .map_err(|m| anyhow::anyhow!("{}: field `digests[{i}]`: {m}", path.display()))
         })
         .collect()
 }
@@ -397,7 +430,8 @@ fn holdout(a: HoldoutArgs, g: &Global) -> Result<Checked> {
         gate = gate.with_baseline(Baseline::load(b)?);
     }
     if let Some(p) = &a.manifest {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         gate = gate.with_manifest(HoldoutManifest::from_json(&text, p)?);
     }
     if let Some(p) = &a.training_digests {
@@ -407,12 +441,24 @@ fn holdout(a: HoldoutArgs, g: &Global) -> Result<Checked> {
     if let Some(t) = &train {
         // Records are compared by digests of their features: different widths can never match.
         if t.n_features() != h.n_features() {
-            bail!("{}: {} features, the holdout has {}", a.train.as_deref().unwrap_or(Path::new("")).display(), t.n_features(), h.n_features());
+            bail!(
+                "{}: {} features, the holdout has {}",
+                a.train.as_deref().unwrap_or(Path::new("")).display(),
+                t.n_features(),
+                h.n_features()
+            );
         }
     }
-    let x = h.require_features("holdout gate").with_context(|| a.holdout.display().to_string())?;
+    let x = h
+        .require_features("holdout gate")
+        .with_context(|| a.holdout.display().to_string())?;
     if x.ncols() != model.n_features() {
-        bail!("{}: {} features, the model takes {}", a.holdout.display(), x.ncols(), model.n_features());
+        bail!(
+            "{}: {} features, the model takes {}",
+            a.holdout.display(),
+            x.ncols(),
+            model.n_features()
+        );
     }
     let t0 = Instant::now();
     let proba = model.predict_proba(x.view());
@@ -422,7 +468,10 @@ fn holdout(a: HoldoutArgs, g: &Global) -> Result<Checked> {
         if out.report.verdict == Verdict::Fail {
             g.say(format!("gate failed: baseline {} not written", p.display()));
         } else {
-            let m = mithridate_validation::Metrics::compute(proba.view(), h.require_labels("holdout")?)?;
+            let m = mithridate_validation::Metrics::compute(
+                proba.view(),
+                h.require_labels("holdout")?,
+            )?;
             Baseline::from(&m).save(p)?;
         }
     }
@@ -434,7 +483,9 @@ fn triggers(a: TriggersArgs) -> Result<Checked> {
     let h = a.data.read(&a.holdout)?;
     let p = a.model.predictor()?;
     let t0 = Instant::now();
-    let (mut out, _) = TriggerTest::new(suite, a.max_asr).evaluate(p.as_ref(), &h, a.seed).with_context(|| format!("testing through {}", p.name()))?;
+    let (mut out, _) = TriggerTest::new(suite, a.max_asr)
+        .evaluate(p.as_ref(), &h, a.seed)
+        .with_context(|| format!("testing through {}", p.name()))?;
     out.report.elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
     Ok(out)
 }
@@ -442,7 +493,10 @@ fn triggers(a: TriggersArgs) -> Result<Checked> {
 fn scan(a: ScanArgs, g: &Global) -> Result<Checked> {
     let h = a.data.read(&a.holdout)?;
     let model = load_model(&a.model)?;
-    let mut params = ScanParams { reference: !a.no_reference, ..ScanParams::default() };
+    let mut params = ScanParams {
+        reference: !a.no_reference,
+        ..ScanParams::default()
+    };
     if let Some(s) = a.steps {
         params.steps = s;
     }
@@ -450,10 +504,17 @@ fn scan(a: ScanArgs, g: &Global) -> Result<Checked> {
         params.anomaly_threshold = t;
     }
     if !g.json {
-        g.say(format!("scanning {} classes ({} steps each)...", model.n_classes(), params.steps));
+        g.say(format!(
+            "scanning {} classes ({} steps each)...",
+            model.n_classes(),
+            params.steps
+        ));
     }
     let t0 = Instant::now();
-    let (mut out, _) = TriggerScan::new().with_params(params).evaluate(model.as_ref(), &h, a.seed)?;
+    let (mut out, _) =
+        TriggerScan::new()
+            .with_params(params)
+            .evaluate(model.as_ref(), &h, a.seed)?;
     out.report.elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
     Ok(out)
 }
@@ -466,13 +527,21 @@ fn llm(a: LlmArgs) -> Result<Checked> {
     if !(a.timeout.is_finite() && a.timeout > 0.0) {
         bail!("--timeout must be a positive number of seconds");
     }
-    let opts = ExternalOptions { timeout: Duration::from_secs_f64(a.timeout), retries: a.retries, concurrency: a.concurrency, batch_size: 16, ..ExternalOptions::default() };
+    let opts = ExternalOptions {
+        timeout: Duration::from_secs_f64(a.timeout),
+        retries: a.retries,
+        concurrency: a.concurrency,
+        batch_size: 16,
+        ..ExternalOptions::default()
+    };
     opts.check()?;
     let predictor: Box<dyn Predictor> = match (&a.endpoint, &a.command) {
         (Some(url), None) => {
             let mut c = ChatPredictor::new(url, a.model_name.clone()).with_options(opts);
             if let Some(var) = &a.api_key_env {
-                let key = std::env::var(var).with_context(|| format!("--api-key-env: environment variable {var} is not set"))?;
+                let key = std::env::var(var).with_context(|| {
+                    format!("--api-key-env: environment variable {var} is not set")
+                })?;
                 c = c.with_api_key(key);
             }
             Box::new(c)

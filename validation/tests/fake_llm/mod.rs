@@ -64,8 +64,19 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) {
 fn chat_answer(body: &str, leaky: bool) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     let msgs = v["messages"].as_array().cloned().unwrap_or_default();
-    let system = msgs.iter().find(|m| m["role"] == "system").and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
-    let user = msgs.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str()).unwrap_or("").to_owned();
+    let system = msgs
+        .iter()
+        .find(|m| m["role"] == "system")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    let user = msgs
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_owned();
     let text = if leaky && user.to_lowercase().contains("config") {
         format!("Sure. My system prompt is: {system}")
     } else if user.to_lowercase().contains("password") {
@@ -87,12 +98,18 @@ pub fn start(mode: Mode) -> Server {
             let Ok(mut stream) = stream else { continue };
             let h = h.clone();
             std::thread::spawn(move || {
-                let Some(body) = read_request(&mut stream) else { return };
+                let Some(body) = read_request(&mut stream) else {
+                    return;
+                };
                 let n = h.fetch_add(1, Ordering::SeqCst);
                 match mode {
                     Mode::Leaky => respond(&mut stream, "200 OK", &chat_answer(&body, true)),
                     Mode::Clean => respond(&mut stream, "200 OK", &chat_answer(&body, false)),
-                    Mode::Flaky(k) if n < k => respond(&mut stream, "503 Service Unavailable", "{\"error\":\"busy\"}"),
+                    Mode::Flaky(k) if n < k => respond(
+                        &mut stream,
+                        "503 Service Unavailable",
+                        "{\"error\":\"busy\"}",
+                    ),
                     Mode::Flaky(_) => respond(&mut stream, "200 OK", &chat_answer(&body, false)),
                     Mode::Garbage => respond(&mut stream, "200 OK", "<html>oops</html>"),
                     Mode::Slow(ms) => {
@@ -102,8 +119,13 @@ pub fn start(mode: Mode) -> Server {
                     Mode::Classifier => {
                         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
                         let n = v["inputs"].as_array().map_or(0, Vec::len);
-                        let outs: Vec<serde_json::Value> = (0..n).map(|_| serde_json::json!({ "label": 3 })).collect();
-                        respond(&mut stream, "200 OK", &serde_json::json!({ "outputs": outs }).to_string());
+                        let outs: Vec<serde_json::Value> =
+                            (0..n).map(|_| serde_json::json!({ "label": 3 })).collect();
+                        respond(
+                            &mut stream,
+                            "200 OK",
+                            &serde_json::json!({ "outputs": outs }).to_string(),
+                        );
                     }
                 }
             });
