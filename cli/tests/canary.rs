@@ -275,6 +275,56 @@ fn exposure_flags_memorised_secrets_only_when_trained_on_them() {
 }
 
 #[test]
+fn text_canaries_are_planted_as_readable_records_and_scanned() {
+    let d = tempfile::tempdir().unwrap();
+    dataset(d.path());
+    let o = run(
+        d.path(),
+        &[
+            "canary",
+            "plant",
+            "canaries",
+            "--into",
+            "train.jsonl",
+            "-o",
+            "c.jsonl",
+            "--set-out",
+            "set.json",
+            "--count",
+            "5",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The copy still reads as a labelled dataset.
+    let opts = mithridate_core::io::ReadOptions {
+        id_column: Some("id".into()),
+        ..Default::default()
+    };
+    let (ds, _) = mithridate_core::io::jsonl::read_jsonl(&d.path().join("c.jsonl"), &opts).unwrap();
+    assert_eq!(ds.len(), 205);
+    assert!(ds.labels.is_some());
+    let o = run(
+        d.path(),
+        &[
+            "--json",
+            "canary",
+            "scan",
+            "c.jsonl",
+            "train.jsonl",
+            "--canaries",
+            "set.json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(json(&o)["hits"].as_array().unwrap().len(), 5);
+}
+
+#[test]
 fn bad_input_exits_2_and_names_the_file() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("reg.json"), "{ not json").unwrap();

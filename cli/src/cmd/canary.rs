@@ -73,6 +73,31 @@ pub enum PlantWhat {
     Files(PlantFilesArgs),
     /// Copy a JSONL dataset with random secrets inserted (for `canary exposure`).
     Secrets(PlantSecretsArgs),
+    /// Copy a JSONL dataset with text canaries (prompt + secret answer) appended.
+    Canaries(PlantCanariesArgs),
+}
+
+/// `mithridate canary plant canaries`.
+#[derive(Debug, clap::Args)]
+pub struct PlantCanariesArgs {
+    /// Source JSONL dataset (left untouched).
+    #[arg(long)]
+    pub into: PathBuf,
+    /// The copy with the canary records appended.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Where to write the canary set (prompts and expected answers; keep it private).
+    #[arg(long)]
+    pub set_out: PathBuf,
+    /// Number of canaries.
+    #[arg(long, default_value_t = 8)]
+    pub count: usize,
+    /// Text field of the records.
+    #[arg(long, default_value = "text")]
+    pub text_field: String,
+    /// Secret seed of the canaries.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// `mithridate canary plant records`.
@@ -239,6 +264,7 @@ pub fn run(args: CanaryArgs, g: &Global) -> Result<Outcome> {
             PlantWhat::Records(a) => plant_records(a, g),
             PlantWhat::Files(a) => plant_files_cmd(a, g),
             PlantWhat::Secrets(a) => plant_secrets(a, g),
+            PlantWhat::Canaries(a) => plant_text_canaries(a, g),
         },
         CanaryCommand::Verify(a) => verify(a, g),
         CanaryCommand::Exposure(a) => exposure_cmd(a, g),
@@ -330,17 +356,13 @@ fn plant_secrets(a: PlantSecretsArgs, g: &Global) -> Result<Outcome> {
         digits: a.digits,
     };
     let set = SecretSet::generate(fmt, a.secrets, a.repeats, a.seed)?;
-    let src = std::fs::read(&a.into).with_context(|| format!("reading {}", a.into.display()))?;
-    let mut out = src.clone();
-    if !out.is_empty() && !out.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    for (i, t) in set.training_texts().iter().enumerate() {
-        let rec = json!({ "id": format!("secret-record-{i}"), a.text_field.clone(): t });
-        serde_json::to_writer(&mut out, &rec)?;
-        out.push(b'\n');
-    }
-    mithridate_core::io::atomic::write_bytes_atomic(&a.out, &out)?;
+    let records: Vec<serde_json::Value> = set
+        .training_texts()
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({ "id": format!("secret-record-{i}"), a.text_field.clone(): t }))
+        .collect();
+    append_jsonl(&a.into, &a.out, &records)?;
     let bytes = serde_json::to_vec_pretty(&set)?;
     mithridate_core::io::atomic::write_bytes_atomic(&a.secrets_out, &bytes)?;
     if !g.emit_json(&json!({ "secrets": set.secrets.len(), "repeats": a.repeats, "out": a.out, "secrets_out": a.secrets_out }))? {
@@ -350,6 +372,62 @@ fn plant_secrets(a: PlantSecretsArgs, g: &Global) -> Result<Outcome> {
             a.repeats,
             a.out.display(),
             a.secrets_out.display()
+        ));
+    }
+    Ok(Outcome::Pass)
+}
+
+/// Append `records` to a copy of the JSONL file `src` written atomically to
+/// `out`. Each appended record starts as a copy of the first record of `src`
+/// (same label and other fields) so the copy still reads as one dataset; the
+/// given fields replace the copied ones.
+fn append_jsonl(
+    src: &std::path::Path,
+    out: &std::path::Path,
+    records: &[serde_json::Value],
+) -> Result<()> {
+    let mut bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+    let template: serde_json::Map<String, serde_json::Value> = bytes
+        .split(|&b| b == b'\n')
+        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .and_then(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+        bytes.push(b'\n');
+    }
+    for r in records {
+        let mut rec = template.clone();
+        if let Some(o) = r.as_object() {
+            rec.extend(o.clone());
+        }
+        serde_json::to_writer(&mut bytes, &rec)?;
+        bytes.push(b'\n');
+    }
+    mithridate_core::io::atomic::write_bytes_atomic(out, &bytes)?;
+    Ok(())
+}
+
+fn plant_text_canaries(a: PlantCanariesArgs, g: &Global) -> Result<Outcome> {
+    let set = CanarySet::for_text(a.count, a.seed)?;
+    let records: Vec<serde_json::Value> = set
+        .canaries
+        .iter()
+        .filter_map(|c| {
+            c.training_text()
+                .map(|t| json!({ "id": c.id, a.text_field.clone(): t }))
+        })
+        .collect();
+    append_jsonl(&a.into, &a.out, &records)?;
+    set.save(&a.set_out)?;
+    if !g
+        .emit_json(&json!({ "canaries": set.canaries.len(), "out": a.out, "set_out": a.set_out }))?
+    {
+        g.say(format!(
+            "appended {} text canaries to {}; canary set in {}",
+            set.canaries.len(),
+            a.out.display(),
+            a.set_out.display()
         ));
     }
     Ok(Outcome::Pass)
