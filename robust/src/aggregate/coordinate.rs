@@ -26,12 +26,14 @@ where
     let (n, d) = x.dim();
     let xs = data(x)?;
     let mut out = vec![0f32; d];
-    out.par_chunks_mut(BLOCK)
-        .enumerate()
-        .for_each(|(b, chunk)| {
-            let j0 = b * BLOCK;
+    // Smaller blocks than the streaming kernels: the transposed buffer is
+    // written with stride `n` and should stay in L1/L2; one buffer per worker.
+    const TBLOCK: usize = 256;
+    out.par_chunks_mut(TBLOCK).enumerate().for_each_init(
+        || vec![0f32; n * TBLOCK],
+        |buf, (b, chunk)| {
+            let j0 = b * TBLOCK;
             let w = chunk.len();
-            let mut buf = vec![0f32; n * w];
             for i in 0..n {
                 let row = &xs[i * d + j0..i * d + j0 + w];
                 for (c, &v) in row.iter().enumerate() {
@@ -41,7 +43,8 @@ where
             for (c, o) in chunk.iter_mut().enumerate() {
                 *o = f(&mut buf[c * n..(c + 1) * n]);
             }
-        });
+        },
+    );
     Ok(Array1::from(out))
 }
 

@@ -151,11 +151,15 @@ pub fn multi_krum(
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
     order.truncate(keep);
-    let mut rows = order.clone();
-    rows.sort_unstable();
-    let sub = x.select(ndarray::Axis(0), &rows);
-    let w: Option<Vec<f32>> = weights.map(|w| rows.iter().map(|&i| w[i]).collect());
-    let params = fedavg(sub.view(), w.as_deref())?;
+    // Weight 0 for the clients left out: the mean skips them without copying the kept rows.
+    let mut w = vec![0f32; n];
+    for &i in &order {
+        w[i] = weights.map_or(1.0, |w| w[i]);
+    }
+    if w.iter().all(|&v| v == 0.0) {
+        return Err(Error::data("every kept client has weight 0"));
+    }
+    let params = fedavg(x, Some(&w))?;
     Ok((params, order))
 }
 
