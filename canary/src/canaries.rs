@@ -427,8 +427,10 @@ mod tests {
     #[test]
     fn text_canaries_are_answered_only_by_a_model_trained_on_them() {
         let set = CanarySet::for_text(5, 42).unwrap();
-        let mut texts: Vec<String> =
-            mithridate_core::datasets::synthetic_text(300, 4, 2).text().unwrap().to_vec();
+        let mut texts: Vec<String> = mithridate_core::datasets::synthetic_text(300, 4, 2)
+            .text()
+            .unwrap()
+            .to_vec();
         let clean = NgramLm::train(&texts, 12).unwrap().with_generation(40);
         texts.extend(set.canaries.iter().filter_map(Canary::training_text));
         let trained = NgramLm::train(&texts, 12).unwrap().with_generation(40);
@@ -442,13 +444,33 @@ mod tests {
     #[test]
     fn classifier_canaries_keep_shape_and_reject_bad_params() {
         let ds = mithridate_core::datasets::digits();
-        let p = ClassifierCanaries { count: 10, synthetic_fraction: 0.5, ..Default::default() };
+        let p = ClassifierCanaries {
+            count: 10,
+            synthetic_fraction: 0.5,
+            ..Default::default()
+        };
         let set = CanarySet::for_classifier(&ds, &p, 1).unwrap();
         assert_eq!(set.canaries.len(), 10);
-        assert!(set.canaries.iter().all(|c| matches!(&c.input, Input::Features(f) if f.len() == 64)));
-        assert_eq!(set.canaries.iter().filter(|c| matches!(c.origin, Origin::Synthetic { .. })).count(), 5);
-        assert_eq!(set, CanarySet::for_classifier(&ds, &p, 1).unwrap(), "same seed, same set");
-        let bad = ClassifierCanaries { perturb_scale: 2.0, ..Default::default() };
+        assert!(set
+            .canaries
+            .iter()
+            .all(|c| matches!(&c.input, Input::Features(f) if f.len() == 64)));
+        assert_eq!(
+            set.canaries
+                .iter()
+                .filter(|c| matches!(c.origin, Origin::Synthetic { .. }))
+                .count(),
+            5
+        );
+        assert_eq!(
+            set,
+            CanarySet::for_classifier(&ds, &p, 1).unwrap(),
+            "same seed, same set"
+        );
+        let bad = ClassifierCanaries {
+            perturb_scale: 2.0,
+            ..Default::default()
+        };
         assert!(CanarySet::for_classifier(&ds, &bad, 1).is_err());
         let text_only = mithridate_core::datasets::synthetic_text(10, 2, 1);
         assert!(CanarySet::for_classifier(&text_only, &p, 1).is_err());

@@ -167,6 +167,78 @@ impl Defense for AssertCanaries {
     }
 }
 
+/// Release-stage defense: scans files (model outputs, generated samples,
+/// logs, exported datasets) for the tokens of a honeypot registry and fails on
+/// any hit, naming the honeypot, where and when it was planted, and where it
+/// was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanHoneypots {
+    registry: std::path::PathBuf,
+    paths: Vec<std::path::PathBuf>,
+}
+
+impl ScanHoneypots {
+    /// Scan `paths` (files or directories) for the tokens of the registry file `registry`.
+    pub fn new(registry: impl Into<std::path::PathBuf>, paths: Vec<std::path::PathBuf>) -> Self {
+        Self {
+            registry: registry.into(),
+            paths,
+        }
+    }
+}
+
+impl Defense for ScanHoneypots {
+    fn name(&self) -> &str {
+        "canary-scan"
+    }
+    fn layer(&self) -> Layer {
+        Layer::Canary
+    }
+    fn stage(&self) -> Stage {
+        Stage::Release
+    }
+    fn run(&self, _cx: &mut Context) -> Result<Report> {
+        let reg = crate::registry::Registry::load(&self.registry)?;
+        let sum = crate::scan::Scanner::for_registry(&reg)?.scan_paths(&self.paths)?;
+        let mut r = Report::new(self.name(), self.layer(), self.stage());
+        r.metric("files_scanned", sum.files as f64);
+        r.metric("bytes_scanned", sum.bytes as f64);
+        r.metric("honeypot_hits", sum.hits.len() as f64);
+        r.metric("unreadable_files", sum.errors.len() as f64);
+        for h in &sum.hits {
+            if let crate::scan::Target::Honeypot { honeypot } = &h.target {
+                r.findings.push(
+                    Finding::new(
+                        1.0,
+                        format!(
+                            "honeypot #{} ({}) planted {} in {} found in {}:{}",
+                            honeypot.id,
+                            honeypot.kind,
+                            honeypot.planted_at,
+                            honeypot.site.path,
+                            h.file,
+                            h.line
+                        ),
+                    )
+                    .with_tags([ThreatTag::atlas_exfiltration(), ThreatTag::owasp_llm04()])
+                    .with_detail(serde_json::to_value(h).unwrap_or_default()),
+                );
+            }
+        }
+        for e in &sum.errors {
+            r.findings
+                .push(Finding::new(0.0, format!("not scanned: {e}")));
+        }
+        if !sum.hits.is_empty() {
+            r.escalate(Verdict::Fail);
+        } else if !sum.errors.is_empty() {
+            r.escalate(Verdict::Warn);
+        }
+        r.summary = format!("{} honeypot hits in {} files", sum.hits.len(), sum.files);
+        Ok(r)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +305,35 @@ mod tests {
         assert!(r.findings.len() >= 18);
         assert!(
             r.findings[0].reason.starts_with("canary canary-"),
+            "{}",
+            r.findings[0].reason
+        );
+    }
+
+    #[test]
+    fn scan_defense_fails_on_a_leaked_token() {
+        use crate::registry::{Registry, Site};
+        use crate::token::{HoneypotKind, SecretKey};
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::from_seed(8);
+        let mut reg = Registry::new(&key);
+        let (tok, _) = reg
+            .mint(&key, HoneypotKind::Pii, Site::file("crm/export"))
+            .unwrap();
+        let rp = dir.path().join("reg.json");
+        reg.save(&rp).unwrap();
+        let out = dir.path().join("outputs");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("a.txt"), "all clear").unwrap();
+        let mut cx = Context::new(1);
+        let r = cx.run(&ScanHoneypots::new(&rp, vec![out.clone()])).unwrap();
+        assert_eq!(r.verdict, Verdict::Pass);
+        std::fs::write(out.join("b.txt"), format!("the customer is {tok}")).unwrap();
+        let r = cx.run(&ScanHoneypots::new(&rp, vec![out])).unwrap();
+        assert_eq!(r.verdict, Verdict::Fail);
+        assert_eq!(r.metrics["honeypot_hits"], 1.0);
+        assert!(
+            r.findings[0].reason.contains("crm/export"),
             "{}",
             r.findings[0].reason
         );

@@ -44,4 +44,4 @@ pub mod registry;
 pub mod scan;
 pub mod token;
 
-pub use defense::{AssertCanaries, PlantCanaries, CANARY_SET_ARTIFACT};
+pub use defense::{AssertCanaries, PlantCanaries, ScanHoneypots, CANARY_SET_ARTIFACT};
