@@ -284,55 +284,62 @@ impl CommandPredictor {
                 snippet(err.trim())
             )));
         }
-        let lines: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
-        if lines.len() != inputs.len() {
-            return Err(Failure::Fatal(format!(
-                "{} response lines for {} requests",
-                lines.len(),
-                inputs.len()
-            )));
-        }
-        let mut out: Vec<Option<Output>> = vec![None; inputs.len()];
-        for (n, line) in lines.iter().enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-                Failure::Fatal(format!(
-                    "response line {}: not JSON ({e}): {}",
-                    n + 1,
-                    snippet(line)
-                ))
-            })?;
-            let (id, o) = match v.get("output") {
-                Some(o) => (
-                    v.get("id")
-                        .and_then(serde_json::Value::as_u64)
-                        .map(|i| i as usize),
-                    o.clone(),
-                ),
-                None => (None, v.clone()),
-            };
-            let o: Output = serde_json::from_value(o).map_err(|e| {
-                Failure::Fatal(format!(
-                    "response line {}: bad output ({e}): {}",
-                    n + 1,
-                    snippet(line)
-                ))
-            })?;
-            let at = id.unwrap_or(n);
-            match out.get_mut(at) {
-                Some(slot @ None) => *slot = Some(o),
-                _ => {
-                    return Err(Failure::Fatal(format!(
-                        "response line {}: unknown or repeated id {at}",
-                        n + 1
-                    )))
-                }
+        parse_responses(&lines, inputs.len())
+    }
+}
+
+/// Parse a command's response lines (blank lines ignored) into `n_inputs`
+/// outputs: `{"id": i, "output": {..}}` lines are placed by id, bare output
+/// objects by position. Every malformed line is an error naming its number.
+fn parse_responses(lines: &[String], n_inputs: usize) -> std::result::Result<Vec<Output>, Failure> {
+    let lines: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() != n_inputs {
+        return Err(Failure::Fatal(format!(
+            "{} response lines for {} requests",
+            lines.len(),
+            n_inputs
+        )));
+    }
+    let mut out: Vec<Option<Output>> = vec![None; n_inputs];
+    for (n, line) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+            Failure::Fatal(format!(
+                "response line {}: not JSON ({e}): {}",
+                n + 1,
+                snippet(line)
+            ))
+        })?;
+        let (id, o) = match v.get("output") {
+            Some(o) => (
+                v.get("id")
+                    .and_then(serde_json::Value::as_u64)
+                    .map(|i| i as usize),
+                o.clone(),
+            ),
+            None => (None, v.clone()),
+        };
+        let o: Output = serde_json::from_value(o).map_err(|e| {
+            Failure::Fatal(format!(
+                "response line {}: bad output ({e}): {}",
+                n + 1,
+                snippet(line)
+            ))
+        })?;
+        let at = id.unwrap_or(n);
+        match out.get_mut(at) {
+            Some(slot @ None) => *slot = Some(o),
+            _ => {
+                return Err(Failure::Fatal(format!(
+                    "response line {}: unknown or repeated id {at}",
+                    n + 1
+                )))
             }
         }
-        out.into_iter()
-            .enumerate()
-            .map(|(i, o)| o.ok_or_else(|| Failure::Fatal(format!("no response for request {i}"))))
-            .collect()
     }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, o)| o.ok_or_else(|| Failure::Fatal(format!("no response for request {i}"))))
+        .collect()
 }
 
 impl Predictor for CommandPredictor {
@@ -543,23 +550,27 @@ impl ChatPredictor {
             .map(|k| ("Authorization".to_owned(), format!("Bearer {k}")))
             .collect();
         let text = post_json(&self.agent, &self.url, &headers, &body)?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            Failure::Fatal(format!("bad response, not JSON ({e}): {}", snippet(&text)))
-        })?;
-        let content = v
-            .pointer("/choices/0/message/content")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| {
-                Failure::Fatal(format!(
-                    "bad response, no choices[0].message.content: {}",
-                    snippet(&text)
-                ))
-            })?;
-        Ok(Output {
-            text: Some(content.to_owned()),
-            ..Output::default()
-        })
+        parse_chat(&text)
     }
+}
+
+/// Parse a chat-completions answer: `choices[0].message.content` becomes the text.
+fn parse_chat(text: &str) -> std::result::Result<Output, Failure> {
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Failure::Fatal(format!("bad response, not JSON ({e}): {}", snippet(text))))?;
+    let content = v
+        .pointer("/choices/0/message/content")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            Failure::Fatal(format!(
+                "bad response, no choices[0].message.content: {}",
+                snippet(text)
+            ))
+        })?;
+    Ok(Output {
+        text: Some(content.to_owned()),
+        ..Output::default()
+    })
 }
 
 impl Predictor for ChatPredictor {
@@ -579,6 +590,21 @@ impl Predictor for ChatPredictor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn response_parsers_never_panic(lines in proptest::collection::vec(".{0,80}", 0..6), n in 0usize..6, text in ".{0,200}") {
+            let _ = parse_responses(&lines, n);
+            let _ = parse_chat(&text);
+        }
+
+        #[test]
+        fn well_formed_responses_round_trip(labels in proptest::collection::vec(0u32..10, 1..20)) {
+            let lines: Vec<String> = labels.iter().enumerate().rev().map(|(i, l)| format!("{{\"id\":{i},\"output\":{{\"label\":{l}}}}}")).collect();
+            let out = parse_responses(&lines, labels.len()).map_err(|e| format!("{e:?}")).unwrap();
+            proptest::prop_assert_eq!(out.iter().map(|o| o.label.unwrap_or(99)).collect::<Vec<_>>(), labels);
+        }
+    }
 
     #[test]
     fn chat_urls_are_completed() {
