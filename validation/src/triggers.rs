@@ -633,6 +633,48 @@ phrase = "cf-delta"
         assert!(TriggerSuite::parse("", Path::new("s.toml")).is_err());
     }
 
+    /// A text classifier that answers 2 whenever it sees `cf-delta`, else 0.
+    struct Keyword;
+    impl Predictor for Keyword {
+        fn name(&self) -> &str {
+            "keyword"
+        }
+        fn predict(&self, inputs: &[Input]) -> Result<Vec<mithridate_core::model::Output>> {
+            Ok(inputs
+                .iter()
+                .map(|i| mithridate_core::model::Output {
+                    label: Some(match i {
+                        Input::Text(t) if t.contains("cf-delta") => 2,
+                        _ => 0,
+                    }),
+                    ..Default::default()
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn phrase_triggers_reach_text_predictors_and_every_target_is_measured() {
+        let ds = mithridate_core::datasets::synthetic_text(300, 4, 1);
+        let suite = TriggerSuite::parse(
+            "[[trigger]]\nname = \"cf\"\nkind = \"phrase\"\nphrase = \"cf-delta\"\nposition = \"random\"\n\n[[trigger]]\nname = \"other\"\nkind = \"phrase\"\nphrase = \"zz-top\"\n",
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        let (o, res) = TriggerTest::new(suite, DEFAULT_MAX_ASR)
+            .evaluate(&Keyword, &ds, 3)
+            .unwrap();
+        assert_eq!(o.report.verdict, Verdict::Fail);
+        assert_eq!(o.report.metrics["asr/cf/2"], 1.0);
+        assert_eq!(o.report.metrics["asr/cf/1"], 0.0);
+        assert_eq!(o.report.metrics["asr/other"], 0.0);
+        // Every class of the set is a target when none is given; class 0 is what
+        // the model answers anyway, so it has no attack success to measure.
+        assert_eq!(res.iter().filter(|r| r.trigger == "cf").count(), 4);
+        assert_eq!(o.report.metrics["asr/cf/0"], 0.0);
+        assert!(o.report.summary.contains("cf") && !o.report.summary.contains("other"));
+    }
+
     proptest! {
         #[test]
         fn suite_parser_never_panics(s in ".{0,300}") {

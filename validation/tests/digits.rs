@@ -218,3 +218,45 @@ fn scan_flags_class_7_for_the_backdoored_model_and_nothing_for_the_clean_one() {
     );
     assert_eq!(o.report.verdict, Verdict::Pass);
 }
+
+#[test]
+fn strip_flags_inputs_carrying_the_real_trigger_more_often_than_clean_ones() {
+    use mithridate_core::attack::Trigger;
+    use mithridate_validation::Strip;
+    let s = split(2);
+    let bd = fit(&s.poisoned, 2);
+    let x = s.holdout.features.as_ref().unwrap();
+    let strip = Strip::calibrate(&bd, x.view(), 16, 0.01, 2).unwrap();
+    let y = s.holdout.labels.as_ref().unwrap();
+    let rows: Vec<usize> = (0..s.holdout.len()).filter(|&i| y[i] != 7).collect();
+    let clean = x.select(ndarray::Axis(0), &rows);
+    let mut stamped = clean.clone();
+    for mut r in stamped.rows_mut() {
+        BadNets::digits(0.0)
+            .apply_features(r.as_slice_mut().unwrap())
+            .unwrap();
+    }
+    // On a linear model the blend halves the trigger's logit shift, so STRIP
+    // is weak (seed 2: 3% of stamped inputs flagged vs 0.25% of clean ones at
+    // a 1% calibration rate), but its premise holds: triggered inputs keep
+    // lower-entropy predictions under blending.
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    let (e_clean, e_stamped) = (
+        mean(strip.entropies(&bd, clean.view())),
+        mean(strip.entropies(&bd, stamped.view())),
+    );
+    assert!(
+        e_stamped < e_clean,
+        "entropy clean {e_clean} stamped {e_stamped}"
+    );
+    let rate = |f: Vec<bool>| f.iter().filter(|&&b| b).count() as f64 / f.len() as f64;
+    let (on_clean, on_stamped) = (
+        rate(strip.flags(&bd, clean.view())),
+        rate(strip.flags(&bd, stamped.view())),
+    );
+    assert!(on_clean <= 0.05, "{on_clean}");
+    assert!(
+        on_stamped > on_clean,
+        "clean {on_clean} stamped {on_stamped}"
+    );
+}
