@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_main, Criterion};
 use mithridate_anomaly::text::TextTriggerMining;
 use mithridate_anomaly::{scan, Detector, ScanParams};
 use mithridate_core::attack::{Attack, BadNets, EveryNth};
@@ -17,13 +17,20 @@ fn digits_scan(c: &mut Criterion) {
     let p = BadNets::digits(0.01).poison(&digits(), 1).expect("poison");
     let mut g = c.benchmark_group("digits");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
-    g.bench_function("scan_default_suite", |b| b.iter(|| scan(&p.dataset, &ScanParams::default(), 1).expect("scan")));
+    g.bench_function("scan_default_suite", |b| {
+        b.iter(|| scan(&p.dataset, &ScanParams::default(), 1).expect("scan"))
+    });
     g.finish();
 }
 
 fn text_scan(c: &mut Criterion) {
-    let n: usize = std::env::var("MITHRIDATE_BENCH_TEXT_N").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let p = EveryNth::every_1000th(2).poison(&synthetic_text(n, 4, 3), 0).expect("poison");
+    let n: usize = std::env::var("MITHRIDATE_BENCH_TEXT_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let p = EveryNth::every_1000th(2)
+        .poison(&synthetic_text(n, 4, 3), 0)
+        .expect("poison");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("text.jsonl");
     jsonl::write_jsonl(&p.dataset, &path).expect("write");
@@ -36,14 +43,21 @@ fn text_scan(c: &mut Criterion) {
             assert_eq!(out.flags.len(), n / 1000);
         })
     });
-    g.bench_function(format!("read_jsonl_and_ngram_trigger_scan_{n}_records"), |b| {
-        b.iter(|| {
-            let (ds, _) = jsonl::read_jsonl(&path, &ReadOptions::default()).expect("read");
-            det.detect(&ds, 0).expect("detect")
-        })
-    });
+    g.bench_function(
+        format!("read_jsonl_and_ngram_trigger_scan_{n}_records"),
+        |b| {
+            b.iter(|| {
+                let (ds, _) = jsonl::read_jsonl(&path, &ReadOptions::default()).expect("read");
+                det.detect(&ds, 0).expect("detect")
+            })
+        },
+    );
     g.finish();
 }
 
-criterion_group!(benches, digits_scan, text_scan);
-criterion_main!(benches);
+// criterion's macro defines an undocumented function.
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(benches, super::digits_scan, super::text_scan);
+}
+criterion_main!(group::benches);

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use mithridate_core::{Context, Dataset, Defense, Finding, Layer, Reason, Report, Result, Stage, ThreatTag, Verdict};
+use mithridate_core::{
+    Context, Dataset, Defense, Finding, Layer, Reason, Report, Result, Stage, ThreatTag, Verdict,
+};
 use serde::{Deserialize, Serialize};
 
 /// How strong a per-sample flag is, which decides what the combiner does with it.
@@ -69,23 +71,36 @@ pub trait Detector: Send + Sync {
 
 /// The threat tags every poisoning finding carries.
 pub fn poison_tags() -> Vec<ThreatTag> {
-    vec![ThreatTag::owasp_llm04(), ThreatTag::atlas_poison_training_data()]
+    vec![
+        ThreatTag::owasp_llm04(),
+        ThreatTag::atlas_poison_training_data(),
+    ]
 }
 
 /// Run a detector on `cx.dataset`: flag into the quarantine and build the
 /// report (Fail when a confirmed flag exists, Warn for outliers only).
-pub fn run_as_defense(d: &dyn Detector, stage: Stage, params: serde_json::Value, cx: &mut Context) -> Result<Report> {
-    let ds = cx
-        .dataset
-        .as_ref()
-        .ok_or_else(|| mithridate_core::Error::data(format!("{} needs a dataset in the context", d.name())))?;
+pub fn run_as_defense(
+    d: &dyn Detector,
+    stage: Stage,
+    params: serde_json::Value,
+    cx: &mut Context,
+) -> Result<Report> {
+    let ds = cx.dataset.as_ref().ok_or_else(|| {
+        mithridate_core::Error::data(format!("{} needs a dataset in the context", d.name()))
+    })?;
     let out = d.detect(ds, cx.seed)?;
     let mut report = Report::new(d.name(), Layer::Anomaly, stage);
     for f in &out.flags {
-        let Some(id) = ds.ids.get(f.index) else { continue };
+        let Some(id) = ds.ids.get(f.index) else {
+            continue;
+        };
         let e = cx.quarantine.flag(
             id.clone(),
-            Reason { detector: d.name().to_owned(), score: f.score, message: f.message.clone() },
+            Reason {
+                detector: d.name().to_owned(),
+                score: f.score,
+                message: f.message.clone(),
+            },
         );
         if e.trigger.is_none() {
             e.trigger.clone_from(&f.trigger);
@@ -103,7 +118,13 @@ pub fn run_as_defense(d: &dyn Detector, stage: Stage, params: serde_json::Value,
     } else if !out.flags.is_empty() || !out.findings.is_empty() {
         report.escalate(Verdict::Warn);
     }
-    report.summary = format!("{}: {} of {} samples flagged ({} confirmed)", d.name(), out.flags.len(), ds.len(), confirmed);
+    report.summary = format!(
+        "{}: {} of {} samples flagged ({} confirmed)",
+        d.name(),
+        out.flags.len(),
+        ds.len(),
+        confirmed
+    );
     report.findings = out.findings;
     report.scores = out.scores;
     report.params = params;
@@ -123,7 +144,10 @@ macro_rules! detector_defense {
             fn stage(&self) -> mithridate_core::Stage {
                 mithridate_core::Stage::Ingest
             }
-            fn run(&self, cx: &mut mithridate_core::Context) -> mithridate_core::Result<mithridate_core::Report> {
+            fn run(
+                &self,
+                cx: &mut mithridate_core::Context,
+            ) -> mithridate_core::Result<mithridate_core::Report> {
                 let params = serde_json::to_value(&self.params).unwrap_or(serde_json::Value::Null);
                 $crate::detector::run_as_defense(self, mithridate_core::Stage::Ingest, params, cx)
             }

@@ -7,7 +7,9 @@
 //! the incoming batch; drift does not say which samples, so it warns rather
 //! than quarantines.
 
-use mithridate_core::{Context, Dataset, Defense, Error, Finding, Layer, Report, Result, Stage, Verdict};
+use mithridate_core::{
+    Context, Dataset, Defense, Error, Finding, Layer, Report, Result, Stage, Verdict,
+};
 use ndarray::{ArrayView2, Axis};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -34,7 +36,13 @@ pub struct DriftParams {
 
 impl Default for DriftParams {
     fn default() -> Self {
-        Self { permutations: 200, max_rows: 400, alpha: 0.01, psi_bins: 10, psi_threshold: 0.25 }
+        Self {
+            permutations: 200,
+            max_rows: 400,
+            alpha: 0.01,
+            psi_bins: 10,
+            psi_threshold: 0.25,
+        }
     }
 }
 
@@ -54,7 +62,10 @@ impl DriftParams {
             return Err(Error::param("psi_bins", "must be at least 2"));
         }
         if !(self.psi_threshold.is_finite() && self.psi_threshold > 0.0) {
-            return Err(Error::param("psi_threshold", "must be a positive finite number"));
+            return Err(Error::param(
+                "psi_threshold",
+                "must be a positive finite number",
+            ));
         }
         Ok(())
     }
@@ -76,9 +87,19 @@ fn mmd2(k: &[f64], n: usize, a: &[usize], b: &[usize]) -> f64 {
 }
 
 /// MMD² between two samples and its permutation p-value.
-pub fn mmd_test(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>, permutations: usize, max_rows: usize, seed: u64) -> Result<(f64, f64)> {
+pub fn mmd_test(
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+    permutations: usize,
+    max_rows: usize,
+    seed: u64,
+) -> Result<(f64, f64)> {
     if x.ncols() != y.ncols() {
-        return Err(Error::data(format!("batches have {} and {} features", x.ncols(), y.ncols())));
+        return Err(Error::data(format!(
+            "batches have {} and {} features",
+            x.ncols(),
+            y.ncols()
+        )));
     }
     if x.nrows() < 2 || y.nrows() < 2 {
         return Err(Error::data("each batch needs at least two rows"));
@@ -92,17 +113,26 @@ pub fn mmd_test(x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>, permutations: us
     };
     let xa = sub(x, &mut rng);
     let ya = sub(y, &mut rng);
-    let pooled = ndarray::concatenate(Axis(0), &[xa.view(), ya.view()]).map_err(|e| Error::data(e.to_string()))?;
+    let pooled = ndarray::concatenate(Axis(0), &[xa.view(), ya.view()])
+        .map_err(|e| Error::data(e.to_string()))?;
     let n = pooled.nrows();
     let mut d2 = vec![0.0f64; n * n];
     for i in 0..n {
         for j in i + 1..n {
-            let d: f64 = pooled.row(i).iter().zip(pooled.row(j)).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+            let d: f64 = pooled
+                .row(i)
+                .iter()
+                .zip(pooled.row(j))
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum();
             d2[i * n + j] = d;
             d2[j * n + i] = d;
         }
     }
-    let off: Vec<f64> = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).map(|(i, j)| d2[i * n + j]).collect();
+    let off: Vec<f64> = (0..n)
+        .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+        .map(|(i, j)| d2[i * n + j])
+        .collect();
     let bw = median(&off).max(1e-12);
     let k: Vec<f64> = d2.iter().map(|d| (-d / bw).exp()).collect();
     let na = xa.nrows();
@@ -164,7 +194,9 @@ pub fn psi(a: &[f64], b: &[f64], bins: usize) -> f64 {
     if a.is_empty() || b.is_empty() || bins < 2 {
         return 0.0;
     }
-    let mut edges: Vec<f64> = (1..bins).map(|q| crate::util::quantile(a, q as f64 / bins as f64)).collect();
+    let mut edges: Vec<f64> = (1..bins)
+        .map(|q| crate::util::quantile(a, q as f64 / bins as f64))
+        .collect();
     edges.dedup();
     let hist = |v: &[f64]| -> Vec<f64> {
         let mut h = vec![0.0; edges.len() + 1];
@@ -174,7 +206,10 @@ pub fn psi(a: &[f64], b: &[f64], bins: usize) -> f64 {
         h.iter().map(|c| (c / v.len() as f64).max(1e-4)).collect()
     };
     let (ha, hb) = (hist(a), hist(b));
-    ha.iter().zip(&hb).map(|(r, q)| (q - r) * (q / r).ln()).sum()
+    ha.iter()
+        .zip(&hb)
+        .map(|(r, q)| (q - r) * (q / r).ln())
+        .sum()
 }
 
 /// Result of a drift comparison.
@@ -197,7 +232,12 @@ pub struct DriftResult {
 }
 
 /// Compare `batch` against `reference` on their features.
-pub fn drift(reference: &Dataset, batch: &Dataset, p: &DriftParams, seed: u64) -> Result<DriftResult> {
+pub fn drift(
+    reference: &Dataset,
+    batch: &Dataset,
+    p: &DriftParams,
+    seed: u64,
+) -> Result<DriftResult> {
     p.check()?;
     let a = reference.require_features("drift (reference)")?;
     let b = batch.require_features("drift (batch)")?;
@@ -219,7 +259,15 @@ pub fn drift(reference: &Dataset, batch: &Dataset, p: &DriftParams, seed: u64) -
         ks_p.push(pv);
         ps.push(q);
     }
-    Ok(DriftResult { mmd2, mmd_p_value, ks, ks_p_values: ks_p, psi: ps, drifted_features: drifted, drift: mmd_p_value < p.alpha })
+    Ok(DriftResult {
+        mmd2,
+        mmd_p_value,
+        ks,
+        ks_p_values: ks_p,
+        psi: ps,
+        drifted_features: drifted,
+        drift: mmd_p_value < p.alpha,
+    })
 }
 
 /// Drift of the context's dataset against its holdout (the reference batch).
@@ -248,8 +296,14 @@ impl Defense for DriftDetector {
         Stage::Ingest
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let reference = cx.holdout.as_ref().ok_or_else(|| Error::data("drift needs a reference batch (the holdout)"))?;
-        let batch = cx.dataset.as_ref().ok_or_else(|| Error::data("drift needs a dataset"))?;
+        let reference = cx
+            .holdout
+            .as_ref()
+            .ok_or_else(|| Error::data("drift needs a reference batch (the holdout)"))?;
+        let batch = cx
+            .dataset
+            .as_ref()
+            .ok_or_else(|| Error::data("drift needs a dataset"))?;
         let r = drift(reference, batch, &self.params, cx.seed)?;
         let mut rep = Report::new(self.name(), Layer::Anomaly, Stage::Ingest);
         rep.metric("mmd2", r.mmd2);
@@ -270,7 +324,11 @@ impl Defense for DriftDetector {
                 .with_detail(json!({"drifted_features": r.drifted_features})),
             );
         }
-        rep.summary = format!("drift: MMD p = {:.3}, {} feature(s) shifted", r.mmd_p_value, r.drifted_features.len());
+        rep.summary = format!(
+            "drift: MMD p = {:.3}, {} feature(s) shifted",
+            r.mmd_p_value,
+            r.drifted_features.len()
+        );
         rep.params = serde_json::to_value(&self.params).unwrap_or_default();
         Ok(rep)
     }

@@ -45,7 +45,15 @@ pub struct LabelParams {
 
 impl Default for LabelParams {
     fn default() -> Self {
-        Self { folds: 5, epochs: 40, k: 10, knn_weight: 0.5, max_label_proba: 0.1, min_knn_disagreement: 0.7, max_knn_refs: 20_000 }
+        Self {
+            folds: 5,
+            epochs: 40,
+            k: 10,
+            knn_weight: 0.5,
+            max_label_proba: 0.1,
+            min_knn_disagreement: 0.7,
+            max_knn_refs: 20_000,
+        }
     }
 }
 
@@ -108,7 +116,12 @@ pub fn cross_val_proba(
             let tr: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
             let te: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f).collect();
             let ytr: Vec<u32> = tr.iter().map(|&i| y[i]).collect();
-            let m = trainer.fit(x.select(Axis(0), &tr).view(), &ytr, k, mithridate_core::rng::derive_seed(seed, &format!("fold{f}")))?;
+            let m = trainer.fit(
+                x.select(Axis(0), &tr).view(),
+                &ytr,
+                k,
+                mithridate_core::rng::derive_seed(seed, &format!("fold{f}")),
+            )?;
             Ok((te.clone(), m.predict_proba(x.select(Axis(0), &te).view())))
         })
         .collect();
@@ -132,13 +145,23 @@ pub fn analyse_labels(ds: &Dataset, p: &LabelParams, seed: u64) -> Result<LabelA
     let k = ds.n_classes();
     let n = ds.len();
     if k < 2 || n < 2 * p.folds {
-        return Err(Error::data("label consistency needs at least two classes and two samples per fold"));
+        return Err(Error::data(
+            "label consistency needs at least two classes and two samples per fold",
+        ));
     }
-    let trainer = SoftmaxTrainer { params: SoftmaxParams { epochs: p.epochs, ..Default::default() } };
+    let trainer = SoftmaxTrainer {
+        params: SoftmaxParams {
+            epochs: p.epochs,
+            ..Default::default()
+        },
+    };
     let pm = cross_val_proba(x.view(), y, k, p.folds, &trainer, seed)?;
     // Leave-one-out kNN vote (distance-weighted), against a subset when large.
     let refs: Vec<usize> = if n > p.max_knn_refs {
-        let mut v = mithridate_core::attack::shuffled(n, mithridate_core::rng::derive_seed(seed, "knn-refs"));
+        let mut v = mithridate_core::attack::shuffled(
+            n,
+            mithridate_core::rng::derive_seed(seed, "knn-refs"),
+        );
         v.truncate(p.max_knn_refs);
         v.sort_unstable();
         v
@@ -177,14 +200,24 @@ pub fn analyse_labels(ds: &Dataset, p: &LabelParams, seed: u64) -> Result<LabelA
         sum[l] += f64::from(proba[[i, l]]);
         cnt[l] += 1;
     }
-    let thresholds: Vec<f64> = (0..k).map(|c| if cnt[c] > 0 { sum[c] / cnt[c] as f64 } else { 1.0 }).collect();
+    let thresholds: Vec<f64> = (0..k)
+        .map(|c| {
+            if cnt[c] > 0 {
+                sum[c] / cnt[c] as f64
+            } else {
+                1.0
+            }
+        })
+        .collect();
     let mut issues = Vec::new();
     let mut suggested = Vec::new();
     for i in 0..n {
         let l = y[i] as usize;
         let mut best: Option<usize> = None;
         for c in 0..k {
-            if f64::from(proba[[i, c]]) >= thresholds[c] && best.is_none_or(|b| proba[[i, c]] > proba[[i, b]]) {
+            if f64::from(proba[[i, c]]) >= thresholds[c]
+                && best.is_none_or(|b| proba[[i, c]] > proba[[i, b]])
+            {
                 best = Some(c);
             }
         }
@@ -193,12 +226,20 @@ pub fn analyse_labels(ds: &Dataset, p: &LabelParams, seed: u64) -> Result<LabelA
         }
         let cl = best.filter(|&b| b != l);
         if cl.is_some() || dis[i] >= p.min_knn_disagreement {
-            let top = (0..k).max_by(|&a, &b| proba[[i, a]].total_cmp(&proba[[i, b]])).unwrap_or(l);
+            let top = (0..k)
+                .max_by(|&a, &b| proba[[i, a]].total_cmp(&proba[[i, b]]))
+                .unwrap_or(l);
             issues.push(i);
             suggested.push(cl.unwrap_or(top) as u32);
         }
     }
-    Ok(LabelAnalysis { proba, thresholds, knn_disagreement: dis, issues, suggested })
+    Ok(LabelAnalysis {
+        proba,
+        thresholds,
+        knn_disagreement: dis,
+        issues,
+        suggested,
+    })
 }
 
 /// Label consistency by cross-validation, confident learning and kNN disagreement.
@@ -225,9 +266,13 @@ impl Detector for LabelConsistency {
         let a = analyse_labels(ds, &self.params, seed)?;
         let y = ds.require_labels("label consistency")?;
         let cut = 1.0 - self.params.max_label_proba;
-        let scores: Vec<f64> =
-            (0..ds.len()).map(|i| (1.0 - f64::from(a.proba[[i, y[i] as usize]])) / cut.max(1e-9)).collect();
-        let mut out = DetectorOutput { detector: self.name().into(), ..Default::default() };
+        let scores: Vec<f64> = (0..ds.len())
+            .map(|i| (1.0 - f64::from(a.proba[[i, y[i] as usize]])) / cut.max(1e-9))
+            .collect();
+        let mut out = DetectorOutput {
+            detector: self.name().into(),
+            ..Default::default()
+        };
         for (&i, &s) in a.issues.iter().zip(&a.suggested) {
             let pl = a.proba[[i, y[i] as usize]];
             out.flags.push(Flag {
@@ -246,14 +291,19 @@ impl Detector for LabelConsistency {
         }
         if !a.issues.is_empty() {
             out.findings.push(
-                Finding::new(a.issues.len() as f64, format!("{} label issues by confident learning", a.issues.len()))
-                    .with_ids(a.issues.iter().map(|&i| ds.ids[i].clone()).collect())
-                    .with_tags(poison_tags())
-                    .with_detail(json!({"thresholds": a.thresholds})),
+                Finding::new(
+                    a.issues.len() as f64,
+                    format!("{} label issues by confident learning", a.issues.len()),
+                )
+                .with_ids(a.issues.iter().map(|&i| ds.ids[i].clone()).collect())
+                .with_tags(poison_tags())
+                .with_detail(json!({"thresholds": a.thresholds})),
             );
         }
-        out.metrics.insert("label_issues".into(), a.issues.len() as f64);
-        let mean_dis = a.knn_disagreement.iter().sum::<f64>() / a.knn_disagreement.len().max(1) as f64;
+        out.metrics
+            .insert("label_issues".into(), a.issues.len() as f64);
+        let mean_dis =
+            a.knn_disagreement.iter().sum::<f64>() / a.knn_disagreement.len().max(1) as f64;
         out.metrics.insert("knn_disagreement_mean".into(), mean_dis);
         out.scores = scores;
         Ok(out)

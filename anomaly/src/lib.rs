@@ -36,4 +36,6 @@ pub mod trigger;
 pub mod util;
 
 pub use detector::{Detector, DetectorOutput, Flag, FlagKind};
-pub use scan::{scan, scan_with_model, Decision, DetectorKind, ScanDefense, ScanOutcome, ScanParams};
+pub use scan::{
+    scan, scan_with_model, Decision, DetectorKind, ScanDefense, ScanOutcome, ScanParams,
+};

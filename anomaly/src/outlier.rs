@@ -33,7 +33,13 @@ pub struct OutlierParams {
 
 impl Default for OutlierParams {
     fn default() -> Self {
-        Self { k: 10, z: 4.0, fp_budget: 0.005, support_fraction: 0.75, max_refs: 20_000 }
+        Self {
+            k: 10,
+            z: 4.0,
+            fp_budget: 0.005,
+            support_fraction: 0.75,
+            max_refs: 20_000,
+        }
     }
 }
 
@@ -57,7 +63,13 @@ impl OutlierParams {
 }
 
 /// Normalise raw scores so that 1.0 is the threshold, and flag those above.
-pub(crate) fn threshold_and_flag(raw: &[f64], z: f64, budget: f64, what: &str, out: &mut DetectorOutput) {
+pub(crate) fn threshold_and_flag(
+    raw: &[f64],
+    z: f64,
+    budget: f64,
+    what: &str,
+    out: &mut DetectorOutput,
+) {
     if raw.is_empty() {
         return;
     }
@@ -77,7 +89,11 @@ pub(crate) fn threshold_and_flag(raw: &[f64], z: f64, budget: f64, what: &str, o
             index: i,
             score: raw[i] / t,
             kind: FlagKind::Outlier,
-            message: format!("{what} {:.3} is {:.1} robust SDs above the median", raw[i], (raw[i] - m) / s),
+            message: format!(
+                "{what} {:.3} is {:.1} robust SDs above the median",
+                raw[i],
+                (raw[i] - m) / s
+            ),
             trigger: None,
         });
     }
@@ -116,7 +132,12 @@ pub fn knn_scores(x: ArrayView2<'_, f32>, k: usize, max_refs: usize, seed: u64) 
         .iter()
         .enumerate()
         .map(|(i, nb)| {
-            let d: Vec<f64> = nb.iter().filter(|(r, _)| refs[*r] != i).take(k).map(|(_, d2)| f64::from(d2.sqrt())).collect();
+            let d: Vec<f64> = nb
+                .iter()
+                .filter(|(r, _)| refs[*r] != i)
+                .take(k)
+                .map(|(_, d2)| f64::from(d2.sqrt()))
+                .collect();
             d.iter().sum::<f64>() / d.len().max(1) as f64
         })
         .collect()
@@ -129,12 +150,21 @@ impl Detector for KnnOutlier {
     fn detect(&self, ds: &Dataset, seed: u64) -> Result<DetectorOutput> {
         self.params.check()?;
         let x = ds.require_features("kNN outlier")?;
-        let mut out = DetectorOutput { detector: self.name().into(), ..Default::default() };
+        let mut out = DetectorOutput {
+            detector: self.name().into(),
+            ..Default::default()
+        };
         if ds.len() < 3 {
             return Ok(out);
         }
         let raw = knn_scores(x.view(), self.params.k, self.params.max_refs, seed);
-        threshold_and_flag(&raw, self.params.z, self.params.fp_budget, "mean kNN distance", &mut out);
+        threshold_and_flag(
+            &raw,
+            self.params.z,
+            self.params.fp_budget,
+            "mean kNN distance",
+            &mut out,
+        );
         Ok(out)
     }
 }
@@ -162,7 +192,11 @@ impl Mahalanobis {
 /// closest to the centre (one concentration step, as in the MCD estimator),
 /// over live columns only, with a small ridge so a near-constant pixel cannot
 /// make it singular.
-pub fn robust_mahalanobis(x: ArrayView2<'_, f32>, rows: &[usize], support_fraction: f64) -> Vec<f64> {
+pub fn robust_mahalanobis(
+    x: ArrayView2<'_, f32>,
+    rows: &[usize],
+    support_fraction: f64,
+) -> Vec<f64> {
     let sub = x.select(Axis(0), rows);
     let live = live_columns(sub.view(), 1e-9);
     if live.is_empty() || rows.len() < 3 {
@@ -171,19 +205,28 @@ pub fn robust_mahalanobis(x: ArrayView2<'_, f32>, rows: &[usize], support_fracti
     let z = sub.select(Axis(1), &live).mapv(f64::from);
     let d = z.ncols();
     let center: Vec<f64> = z.axis_iter(Axis(1)).map(|c| median(&c.to_vec())).collect();
-    let dist_e: Vec<f64> = z.rows().into_iter().map(|r| r.iter().zip(&center).map(|(a, b)| (a - b) * (a - b)).sum()).collect();
+    let dist_e: Vec<f64> = z
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().zip(&center).map(|(a, b)| (a - b) * (a - b)).sum())
+        .collect();
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by(|&a, &b| dist_e[a].total_cmp(&dist_e[b]));
-    let h = ((support_fraction * rows.len() as f64).ceil() as usize).clamp(2.min(rows.len()), rows.len());
+    let h = ((support_fraction * rows.len() as f64).ceil() as usize)
+        .clamp(2.min(rows.len()), rows.len());
     let core = z.select(Axis(0), &order[..h]);
-    let mean = core.mean_axis(Axis(0)).unwrap_or_else(|| ndarray::Array1::zeros(d));
+    let mean = core
+        .mean_axis(Axis(0))
+        .unwrap_or_else(|| ndarray::Array1::zeros(d));
     let c = &core - &mean;
     let mut cov: Array2<f64> = c.t().dot(&c) / (h.max(2) - 1) as f64;
     let tr = (0..d).map(|j| cov[[j, j]]).sum::<f64>() / d as f64;
     for j in 0..d {
         cov[[j, j]] += 1e-2 * tr + 1e-9;
     }
-    let Some(l) = cholesky(&cov) else { return vec![0.0; rows.len()] };
+    let Some(l) = cholesky(&cov) else {
+        return vec![0.0; rows.len()];
+    };
     z.rows()
         .into_iter()
         .map(|r| {
@@ -201,13 +244,18 @@ impl Detector for Mahalanobis {
         self.params.check()?;
         let x = ds.require_features("Mahalanobis")?;
         let n = ds.len();
-        let mut out = DetectorOutput { detector: self.name().into(), ..Default::default() };
+        let mut out = DetectorOutput {
+            detector: self.name().into(),
+            ..Default::default()
+        };
         if n < 3 {
             return Ok(out);
         }
         let mut raw = vec![0.0; n];
         let groups: Vec<Vec<usize>> = match &ds.labels {
-            Some(y) => (0..ds.n_classes() as u32).map(|c| (0..n).filter(|&i| y[i] == c).collect()).collect(),
+            Some(y) => (0..ds.n_classes() as u32)
+                .map(|c| (0..n).filter(|&i| y[i] == c).collect())
+                .collect(),
             None => vec![(0..n).collect()],
         };
         for g in groups.iter().filter(|g| !g.is_empty()) {
@@ -219,7 +267,13 @@ impl Detector for Mahalanobis {
                 raw[i] = (v - m) / s;
             }
         }
-        threshold_and_flag(&raw, self.params.z, self.params.fp_budget, "robust Mahalanobis z", &mut out);
+        threshold_and_flag(
+            &raw,
+            self.params.z,
+            self.params.fp_budget,
+            "robust Mahalanobis z",
+            &mut out,
+        );
         Ok(out)
     }
 }

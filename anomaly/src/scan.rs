@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use mithridate_core::{
-    Classifier, Context, Dataset, Defense, Error, Finding, Layer, Quarantine, Reason, Report, Result, Stage, Verdict,
+    Classifier, Context, Dataset, Defense, Error, Finding, Layer, Quarantine, Reason, Report,
+    Result, Stage, Verdict,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,7 +117,10 @@ impl ScanParams {
     /// Check every field, including each detector's parameters.
     pub fn check(&self) -> Result<()> {
         if !(self.fp_budget.is_finite() && (0.0..=0.5).contains(&self.fp_budget)) {
-            return Err(Error::param("fp_budget", format!("must be in [0, 0.5], got {}", self.fp_budget)));
+            return Err(Error::param(
+                "fp_budget",
+                format!("must be in [0, 0.5], got {}", self.fp_budget),
+            ));
         }
         if self.min_votes == 0 {
             return Err(Error::param("min_votes", "must be at least 1"));
@@ -124,8 +128,16 @@ impl ScanParams {
         self.trigger.check()?;
         self.text.check()?;
         self.label.check()?;
-        OutlierParams { fp_budget: self.fp_budget, ..self.outlier.clone() }.check()?;
-        SpectralParams { fp_budget: self.fp_budget, ..self.spectral.clone() }.check()
+        OutlierParams {
+            fp_budget: self.fp_budget,
+            ..self.outlier.clone()
+        }
+        .check()?;
+        SpectralParams {
+            fp_budget: self.fp_budget,
+            ..self.spectral.clone()
+        }
+        .check()
     }
 }
 
@@ -171,7 +183,9 @@ impl ScanOutcome {
 
 /// Flag `entry`'s reasons into `q`, keeping its combined score, trigger and record.
 pub fn flag_into(q: &mut Quarantine, entry: &mithridate_core::QuarantineEntry) {
-    let Some((last, rest)) = entry.reasons.split_last() else { return };
+    let Some((last, rest)) = entry.reasons.split_last() else {
+        return;
+    };
     for r in rest {
         q.flag(entry.id.clone(), r.clone());
     }
@@ -185,17 +199,39 @@ pub fn flag_into(q: &mut Quarantine, entry: &mithridate_core::QuarantineEntry) {
     }
 }
 
-fn build(kind: DetectorKind, p: &ScanParams, model: Option<&Arc<dyn Classifier>>) -> Box<dyn Detector> {
-    let outlier = OutlierParams { fp_budget: p.fp_budget, ..p.outlier.clone() };
-    let spectral = SpectralParams { fp_budget: p.fp_budget, ..p.spectral.clone() };
+fn build(
+    kind: DetectorKind,
+    p: &ScanParams,
+    model: Option<&Arc<dyn Classifier>>,
+) -> Box<dyn Detector> {
+    let outlier = OutlierParams {
+        fp_budget: p.fp_budget,
+        ..p.outlier.clone()
+    };
+    let spectral = SpectralParams {
+        fp_budget: p.fp_budget,
+        ..p.spectral.clone()
+    };
     match kind {
-        DetectorKind::TriggerMining => Box::new(FeatureTriggerMining { params: p.trigger.clone() }),
-        DetectorKind::TextTriggerMining => Box::new(TextTriggerMining { params: p.text.clone() }),
-        DetectorKind::LabelConsistency => Box::new(LabelConsistency { params: p.label.clone() }),
+        DetectorKind::TriggerMining => Box::new(FeatureTriggerMining {
+            params: p.trigger.clone(),
+        }),
+        DetectorKind::TextTriggerMining => Box::new(TextTriggerMining {
+            params: p.text.clone(),
+        }),
+        DetectorKind::LabelConsistency => Box::new(LabelConsistency {
+            params: p.label.clone(),
+        }),
         DetectorKind::KnnOutlier => Box::new(KnnOutlier { params: outlier }),
         DetectorKind::Mahalanobis => Box::new(Mahalanobis { params: outlier }),
-        DetectorKind::SpectralSignatures => Box::new(SpectralSignatures { params: spectral, model: model.cloned() }),
-        DetectorKind::ActivationClustering => Box::new(ActivationClustering { params: spectral, model: model.cloned() }),
+        DetectorKind::SpectralSignatures => Box::new(SpectralSignatures {
+            params: spectral,
+            model: model.cloned(),
+        }),
+        DetectorKind::ActivationClustering => Box::new(ActivationClustering {
+            params: spectral,
+            model: model.cloned(),
+        }),
     }
 }
 
@@ -206,18 +242,29 @@ pub fn scan(ds: &Dataset, params: &ScanParams, seed: u64) -> Result<ScanOutcome>
 
 /// Scan `ds`: run the suite, combine, decide. `model` (if any) provides the
 /// representation of the spectral detectors.
-pub fn scan_with_model(ds: &Dataset, params: &ScanParams, model: Option<&Arc<dyn Classifier>>, seed: u64) -> Result<ScanOutcome> {
+pub fn scan_with_model(
+    ds: &Dataset,
+    params: &ScanParams,
+    model: Option<&Arc<dyn Classifier>>,
+    seed: u64,
+) -> Result<ScanOutcome> {
     params.check()?;
     ds.validate()?;
     let n = ds.len();
-    let kinds = params.detectors.clone().unwrap_or_else(|| DetectorKind::default_suite(ds));
+    let kinds = params
+        .detectors
+        .clone()
+        .unwrap_or_else(|| DetectorKind::default_suite(ds));
     let mut outputs = Vec::with_capacity(kinds.len());
     let mut skipped = Vec::new();
     for (i, kind) in kinds.iter().enumerate() {
         let det = build(*kind, params, model);
         let span = tracing::info_span!("detector", name = det.name());
         let _g = span.enter();
-        match det.detect(ds, mithridate_core::rng::derive_seed(seed, &format!("detector-{i}"))) {
+        match det.detect(
+            ds,
+            mithridate_core::rng::derive_seed(seed, &format!("detector-{i}")),
+        ) {
             Ok(o) => outputs.push(o),
             // A detector whose data needs are not met is skipped and said so, not fatal.
             Err(Error::Data(m)) => skipped.push(format!("{}: {m}", det.name())),
@@ -242,7 +289,9 @@ pub fn scan_with_model(ds: &Dataset, params: &ScanParams, model: Option<&Arc<dyn
     for o in &outputs {
         for f in &o.flags {
             if f.index < n {
-                per.entry(f.index).or_default().push((o.detector.as_str(), f));
+                per.entry(f.index)
+                    .or_default()
+                    .push((o.detector.as_str(), f));
             }
         }
     }
@@ -257,7 +306,11 @@ pub fn scan_with_model(ds: &Dataset, params: &ScanParams, model: Option<&Arc<dyn
     }
     outliers.sort_by(|&a, &b| combined[b].total_cmp(&combined[a]));
     outliers.truncate((params.fp_budget * n as f64).floor() as usize);
-    let chosen: BTreeSet<usize> = confirmed.iter().copied().chain(outliers.iter().copied()).collect();
+    let chosen: BTreeSet<usize> = confirmed
+        .iter()
+        .copied()
+        .chain(outliers.iter().copied())
+        .collect();
     let mut decisions = Vec::with_capacity(chosen.len());
     for &i in &chosen {
         let fl = &per[&i];
@@ -265,7 +318,11 @@ pub fn scan_with_model(ds: &Dataset, params: &ScanParams, model: Option<&Arc<dyn
         let reasons: Vec<Reason> = fl
             .iter()
             .filter(|(_, f)| !is_conf || f.kind.confirmed() || fl.len() > 1)
-            .map(|(d, f)| Reason { detector: (*d).to_owned(), score: f.score, message: f.message.clone() })
+            .map(|(d, f)| Reason {
+                detector: (*d).to_owned(),
+                score: f.score,
+                message: f.message.clone(),
+            })
             .collect();
         let trigger = fl.iter().find_map(|(_, f)| f.trigger.clone());
         decisions.push(Decision {
@@ -306,18 +363,28 @@ pub fn scan_with_model(ds: &Dataset, params: &ScanParams, model: Option<&Arc<dyn
         );
     }
     for s in &skipped {
-        report.findings.push(Finding::new(0.0, format!("detector skipped: {s}")));
+        report
+            .findings
+            .push(Finding::new(0.0, format!("detector skipped: {s}")));
     }
     // A confirmed trigger is poison. Label issues are poison when there are
     // more of them than the false-positive budget allows for the ordinary label
     // noise every real dataset has; fewer are reported as a warning.
     let trigger_hits = decisions
         .iter()
-        .filter(|d| per[&d.index].iter().any(|(_, f)| f.kind == FlagKind::Trigger))
+        .filter(|d| {
+            per[&d.index]
+                .iter()
+                .any(|(_, f)| f.kind == FlagKind::Trigger)
+        })
         .count();
     let label_hits = decisions
         .iter()
-        .filter(|d| per[&d.index].iter().any(|(_, f)| f.kind == FlagKind::LabelIssue))
+        .filter(|d| {
+            per[&d.index]
+                .iter()
+                .any(|(_, f)| f.kind == FlagKind::LabelIssue)
+        })
         .count();
     report.metric("flagged_trigger", trigger_hits as f64);
     report.metric("flagged_label_issue", label_hits as f64);
@@ -332,11 +399,20 @@ pub fn scan_with_model(ds: &Dataset, params: &ScanParams, model: Option<&Arc<dyn
         n,
         confirmed.len(),
         outliers.len(),
-        outputs.iter().map(|o| o.detector.as_str()).collect::<Vec<_>>().join(", ")
+        outputs
+            .iter()
+            .map(|o| o.detector.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     report.scores.clone_from(&combined);
     report.params = serde_json::to_value(params).unwrap_or_default();
-    Ok(ScanOutcome { report, decisions, combined, detectors: outputs })
+    Ok(ScanOutcome {
+        report,
+        decisions,
+        combined,
+        detectors: outputs,
+    })
 }
 
 /// The anomaly layer as one defense: the default suite plus the combiner.
@@ -376,7 +452,10 @@ impl Defense for ScanDefense {
         Stage::Ingest
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let ds = cx.dataset.as_ref().ok_or_else(|| Error::data("anomaly-scan needs a dataset in the context"))?;
+        let ds = cx
+            .dataset
+            .as_ref()
+            .ok_or_else(|| Error::data("anomaly-scan needs a dataset in the context"))?;
         cx.progress.start("anomaly scan", None);
         let out = scan_with_model(ds, &self.params, cx.model.as_ref(), cx.seed);
         cx.progress.finish();
@@ -386,7 +465,13 @@ impl Defense for ScanDefense {
         }
         cx.artifacts.insert(
             "anomaly.quarantined".into(),
-            serde_json::to_value(out.decisions.iter().map(|d| &d.entry.id).collect::<Vec<_>>()).unwrap_or_default(),
+            serde_json::to_value(
+                out.decisions
+                    .iter()
+                    .map(|d| &d.entry.id)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default(),
         );
         Ok(out.report)
     }

@@ -36,7 +36,13 @@ pub struct SpectralParams {
 
 impl Default for SpectralParams {
     fn default() -> Self {
-        Self { z: 4.0, fp_budget: 0.005, max_cluster_fraction: 0.35, min_separation: 2.5, iters: 50 }
+        Self {
+            z: 4.0,
+            fp_budget: 0.005,
+            max_cluster_fraction: 0.35,
+            min_separation: 2.5,
+            iters: 50,
+        }
     }
 }
 
@@ -53,7 +59,10 @@ impl SpectralParams {
             return Err(Error::param("max_cluster_fraction", "must be in (0, 0.5)"));
         }
         if !(self.min_separation.is_finite() && self.min_separation >= 0.0) {
-            return Err(Error::param("min_separation", "must be a non-negative finite number"));
+            return Err(Error::param(
+                "min_separation",
+                "must be a non-negative finite number",
+            ));
         }
         if self.iters == 0 {
             return Err(Error::param("iters", "must be at least 1"));
@@ -62,11 +71,19 @@ impl SpectralParams {
     }
 }
 
-fn representation(ds: &Dataset, model: Option<&Arc<dyn Classifier>>, who: &str) -> Result<Array2<f32>> {
+fn representation(
+    ds: &Dataset,
+    model: Option<&Arc<dyn Classifier>>,
+    who: &str,
+) -> Result<Array2<f32>> {
     let x = ds.require_features(who)?;
     match model {
         Some(m) if m.n_features() == x.ncols() => Ok(m.embed(x.view())),
-        Some(m) => Err(Error::data(format!("{who}: the model takes {} features, the data has {}", m.n_features(), x.ncols()))),
+        Some(m) => Err(Error::data(format!(
+            "{who}: the model takes {} features, the data has {}",
+            m.n_features(),
+            x.ncols()
+        ))),
         None => Ok(x.clone()),
     }
 }
@@ -74,7 +91,9 @@ fn representation(ds: &Dataset, model: Option<&Arc<dyn Classifier>>, who: &str) 
 fn class_rows(ds: &Dataset) -> Vec<Vec<usize>> {
     let n = ds.len();
     match &ds.labels {
-        Some(y) => (0..ds.n_classes() as u32).map(|c| (0..n).filter(|&i| y[i] == c).collect()).collect(),
+        Some(y) => (0..ds.n_classes() as u32)
+            .map(|c| (0..n).filter(|&i| y[i] == c).collect())
+            .collect(),
         None => vec![(0..n).collect()],
     }
 }
@@ -103,7 +122,10 @@ pub struct SpectralSignatures {
 
 impl std::fmt::Debug for SpectralSignatures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SpectralSignatures").field("params", &self.params).field("model", &self.model.is_some()).finish()
+        f.debug_struct("SpectralSignatures")
+            .field("params", &self.params)
+            .field("model", &self.model.is_some())
+            .finish()
     }
 }
 
@@ -124,7 +146,9 @@ impl Detector for SpectralSignatures {
         let e = representation(ds, self.model.as_ref(), "spectral signatures")?;
         let mut raw = vec![0.0; ds.len()];
         for rows in class_rows(ds) {
-            let Some(c) = centred(e.view(), &rows) else { continue };
+            let Some(c) = centred(e.view(), &rows) else {
+                continue;
+            };
             let v = top_direction(c.view(), self.params.iters);
             let s: Vec<f64> = c.dot(&v).iter().map(|p| f64::from(p * p)).collect();
             // Per-class scale so classes with more spread do not dominate.
@@ -133,8 +157,17 @@ impl Detector for SpectralSignatures {
                 raw[i] = si / m;
             }
         }
-        let mut out = DetectorOutput { detector: self.name().into(), ..Default::default() };
-        threshold_and_flag(&raw, self.params.z, self.params.fp_budget, "spectral score", &mut out);
+        let mut out = DetectorOutput {
+            detector: self.name().into(),
+            ..Default::default()
+        };
+        threshold_and_flag(
+            &raw,
+            self.params.z,
+            self.params.fp_budget,
+            "spectral score",
+            &mut out,
+        );
         Ok(out)
     }
 }
@@ -153,7 +186,10 @@ pub struct ActivationClustering {
 
 impl std::fmt::Debug for ActivationClustering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivationClustering").field("params", &self.params).field("model", &self.model.is_some()).finish()
+        f.debug_struct("ActivationClustering")
+            .field("params", &self.params)
+            .field("model", &self.model.is_some())
+            .finish()
     }
 }
 
@@ -170,8 +206,12 @@ impl ActivationClustering {
 fn two_means(z: ArrayView2<'_, f32>, iters: usize) -> Vec<usize> {
     let n = z.nrows();
     let col0: Vec<f32> = z.column(0).to_vec();
-    let lo = (0..n).min_by(|&a, &b| col0[a].total_cmp(&col0[b])).unwrap_or(0);
-    let hi = (0..n).max_by(|&a, &b| col0[a].total_cmp(&col0[b])).unwrap_or(0);
+    let lo = (0..n)
+        .min_by(|&a, &b| col0[a].total_cmp(&col0[b]))
+        .unwrap_or(0);
+    let hi = (0..n)
+        .max_by(|&a, &b| col0[a].total_cmp(&col0[b]))
+        .unwrap_or(0);
     let mut c = [z.row(lo).to_owned(), z.row(hi).to_owned()];
     let mut a = vec![0usize; n];
     for _ in 0..iters {
@@ -206,9 +246,15 @@ impl Detector for ActivationClustering {
         let p = &self.params;
         p.check()?;
         let e = representation(ds, self.model.as_ref(), "activation clustering")?;
-        let mut out = DetectorOutput { detector: self.name().into(), scores: vec![0.0; ds.len()], ..Default::default() };
+        let mut out = DetectorOutput {
+            detector: self.name().into(),
+            scores: vec![0.0; ds.len()],
+            ..Default::default()
+        };
         for rows in class_rows(ds) {
-            let Some(c) = centred(e.view(), &rows) else { continue };
+            let Some(c) = centred(e.view(), &rows) else {
+                continue;
+            };
             // Project on the top 3 directions (deflation).
             let mut proj = Array2::<f32>::zeros((rows.len(), 3));
             let mut rest = c.clone();
@@ -231,16 +277,21 @@ impl Detector for ActivationClustering {
             // Separation: distance between centroids over mean within-cluster distance.
             let idx = |k: usize| -> Vec<usize> { (0..rows.len()).filter(|&i| a[i] == k).collect() };
             let (s_rows, b_rows) = (idx(small), idx(1 - small));
-            let (Some(cs), Some(cb)) =
-                (proj.select(Axis(0), &s_rows).mean_axis(Axis(0)), proj.select(Axis(0), &b_rows).mean_axis(Axis(0)))
-            else {
+            let (Some(cs), Some(cb)) = (
+                proj.select(Axis(0), &s_rows).mean_axis(Axis(0)),
+                proj.select(Axis(0), &b_rows).mean_axis(Axis(0)),
+            ) else {
                 continue;
             };
             let between = (&cs - &cb).mapv(|v| v * v).sum().sqrt();
             let within = s_rows
                 .iter()
                 .map(|&i| (&proj.row(i) - &cs).mapv(|v| v * v).sum().sqrt())
-                .chain(b_rows.iter().map(|&i| (&proj.row(i) - &cb).mapv(|v| v * v).sum().sqrt()))
+                .chain(
+                    b_rows
+                        .iter()
+                        .map(|&i| (&proj.row(i) - &cb).mapv(|v| v * v).sum().sqrt()),
+                )
                 .sum::<f32>()
                 / rows.len() as f32;
             let sep = f64::from(between / within.max(1e-12));

@@ -74,7 +74,10 @@ impl TextTriggerParams {
         if self.min_support < 2 {
             return Err(Error::param("min_support", "must be at least 2"));
         }
-        for (n, v) in [("mine_log10", self.mine_log10), ("confirm_log10", self.confirm_log10)] {
+        for (n, v) in [
+            ("mine_log10", self.mine_log10),
+            ("confirm_log10", self.confirm_log10),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::param(n, "must be a non-negative finite number"));
             }
@@ -86,7 +89,10 @@ impl TextTriggerParams {
             return Err(Error::param("pure_fraction", "must be in [0, 1]"));
         }
         if !self.nb_buckets.is_power_of_two() || self.nb_buckets < 1024 {
-            return Err(Error::param("nb_buckets", "must be a power of two of at least 1024"));
+            return Err(Error::param(
+                "nb_buckets",
+                "must be a power of two of at least 1024",
+            ));
         }
         Ok(())
     }
@@ -148,10 +154,18 @@ fn ngram_keys(h: &[u64], max_n: usize, out: &mut Vec<(u64, u32, u8)>) {
 /// Labels for mining: the dataset's labels, or classes of repeated responses
 /// (class 0 stands for "a response seen fewer than `min_support` times" and is
 /// never a target). Returns labels, number of classes, names and whether 0 is a catch-all.
-fn mining_labels(ds: &Dataset, p: &TextTriggerParams) -> Option<(Vec<u32>, usize, Vec<String>, bool)> {
+fn mining_labels(
+    ds: &Dataset,
+    p: &TextTriggerParams,
+) -> Option<(Vec<u32>, usize, Vec<String>, bool)> {
     if let Some(y) = &ds.labels {
         let k = ds.n_classes();
-        return Some((y.clone(), k, (0..k as u32).map(|c| ds.label_name(c)).collect(), false));
+        return Some((
+            y.clone(),
+            k,
+            (0..k as u32).map(|c| ds.label_name(c)).collect(),
+            false,
+        ));
     }
     let text_col = ds.text_column.as_deref();
     let field = match &p.response_field {
@@ -166,14 +180,24 @@ fn mining_labels(ds: &Dataset, p: &TextTriggerParams) -> Option<(Vec<u32>, usize
     for (i, &h) in hashes.iter().enumerate() {
         counts.entry(h).or_insert((0, i)).0 += 1;
     }
-    let mut repeated: Vec<(u64, usize, usize)> =
-        counts.into_iter().filter(|(_, (c, _))| *c >= p.min_support).map(|(h, (c, i))| (h, c, i)).collect();
+    let mut repeated: Vec<(u64, usize, usize)> = counts
+        .into_iter()
+        .filter(|(_, (c, _))| *c >= p.min_support)
+        .map(|(h, (c, i))| (h, c, i))
+        .collect();
     repeated.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)));
     repeated.truncate(63);
-    let id: FxMap<u64, u32> = repeated.iter().enumerate().map(|(c, &(h, _, _))| (h, c as u32 + 1)).collect();
+    let id: FxMap<u64, u32> = repeated
+        .iter()
+        .enumerate()
+        .map(|(c, &(h, _, _))| (h, c as u32 + 1))
+        .collect();
     let mut names = vec!["<unique response>".to_owned()];
     names.extend(repeated.iter().map(|&(_, _, i)| field[i].clone()));
-    let y = hashes.iter().map(|h| id.get(h).copied().unwrap_or(0)).collect();
+    let y = hashes
+        .iter()
+        .map(|h| id.get(h).copied().unwrap_or(0))
+        .collect();
     Some((y, repeated.len() + 1, names, true))
 }
 
@@ -187,11 +211,14 @@ struct TextCandidate {
     score: f64,
 }
 
+/// N-gram counts: key -> slot, per-slot `[total, count per class...]`, per-slot n-gram length.
+type Counts = (FxMap<u64, u32>, Vec<u32>, Vec<u8>);
+
 /// Count n-gram presence per class across all texts, in parallel.
-fn count(texts: &[String], y: &[u32], k: usize, max_n: usize) -> (FxMap<u64, u32>, Vec<u32>, Vec<u8>) {
+fn count(texts: &[String], y: &[u32], k: usize, max_n: usize) -> Counts {
     let stride = k + 1;
     let chunk = 16_384;
-    let parts: Vec<(FxMap<u64, u32>, Vec<u32>, Vec<u8>)> = texts
+    let parts: Vec<Counts> = texts
         .par_chunks(chunk)
         .enumerate()
         .map(|(ci, part)| {
@@ -219,7 +246,9 @@ fn count(texts: &[String], y: &[u32], k: usize, max_n: usize) -> (FxMap<u64, u32
         })
         .collect();
     let mut it = parts.into_iter();
-    let Some((mut map, mut cnt, mut lens)) = it.next() else { return (FxMap::default(), Vec::new(), Vec::new()) };
+    let Some((mut map, mut cnt, mut lens)) = it.next() else {
+        return (FxMap::default(), Vec::new(), Vec::new());
+    };
     for (m2, c2, l2) in it {
         for (key, s2) in m2 {
             let next = (cnt.len() / stride) as u32;
@@ -277,7 +306,10 @@ impl NaiveBayes {
             docs[y[i] as usize] += 1;
         }
         let n = rows.len() as f64;
-        let log_prior = docs.iter().map(|&d| ((d as f64 + 1e-3) / (n + 1e-3 * k as f64)).ln()).collect();
+        let log_prior = docs
+            .iter()
+            .map(|&d| ((d as f64 + 1e-3) / (n + 1e-3 * k as f64)).ln())
+            .collect();
         let mut log_lik = vec![0f32; k * buckets];
         for c in 0..k {
             let row = &counts[c * buckets..(c + 1) * buckets];
@@ -286,7 +318,11 @@ impl NaiveBayes {
                 log_lik[c * buckets + b] = ((f64::from(v) + 0.1) / tot).ln() as f32;
             }
         }
-        Self { log_prior, log_lik, buckets }
+        Self {
+            log_prior,
+            log_lik,
+            buckets,
+        }
     }
 
     fn predict(&self, hashes: &[u64], skip: &FxSet<u64>) -> u32 {
@@ -324,14 +360,19 @@ fn extend_phrase(texts: &[String], carriers: &[usize], phrase: &str) -> String {
         .collect();
     let need = (spans.len() as f64 * 0.9).ceil() as usize;
     let (mut left, mut right) = (0usize, 0usize);
-    let agree = |pick: &dyn Fn(&(Vec<&str>, usize)) -> Option<String>| -> Option<String> {
+    type Span<'a> = (Vec<&'a str>, usize);
+    let agree = |pick: &dyn Fn(&Span<'_>) -> Option<String>| -> Option<String> {
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for s in &spans {
             if let Some(w) = pick(s) {
                 *counts.entry(w).or_default() += 1;
             }
         }
-        counts.into_iter().max_by_key(|(_, c)| *c).filter(|(_, c)| *c >= need.max(1)).map(|(w, _)| w)
+        counts
+            .into_iter()
+            .max_by_key(|(_, c)| *c)
+            .filter(|(_, c)| *c >= need.max(1))
+            .map(|(w, _)| w)
     };
     let mut out: Vec<String> = core.iter().map(|s| (*s).to_owned()).collect();
     while out.len() < 12 {
@@ -389,11 +430,19 @@ impl Detector for TextTriggerMining {
     fn detect(&self, ds: &Dataset, seed: u64) -> Result<DetectorOutput> {
         let p = &self.params;
         p.check()?;
-        let texts = ds.text().ok_or_else(|| Error::data("text trigger mining needs a text column"))?;
+        let texts = ds
+            .text()
+            .ok_or_else(|| Error::data("text trigger mining needs a text column"))?;
         let n = ds.len();
-        let mut out = DetectorOutput { detector: self.name().into(), scores: vec![0.0; n], ..Default::default() };
+        let mut out = DetectorOutput {
+            detector: self.name().into(),
+            scores: vec![0.0; n],
+            ..Default::default()
+        };
         let Some((y, k, names, catch_all)) = mining_labels(ds, p) else {
-            return Err(Error::data("text trigger mining needs labels or a response field"));
+            return Err(Error::data(
+                "text trigger mining needs labels or a response field",
+            ));
         };
         if n < 4 * p.min_support || k < 2 {
             return Ok(out);
@@ -404,7 +453,10 @@ impl Detector for TextTriggerMining {
         }
         let (map, cnt, lens) = count(texts, &y, k, p.max_ngram);
         let stride = k + 1;
-        let tested = map.iter().filter(|(_, &s)| cnt[s as usize * stride] as usize >= p.min_support).count();
+        let tested = map
+            .iter()
+            .filter(|(_, &s)| cnt[s as usize * stride] as usize >= p.min_support)
+            .count();
         // Candidates need only be clearly associated (p < 10^-(2 + mine_log10)):
         // the counterfactual test controls false positives, and a Bonferroni
         // level over every n-gram would hide a tamper of five records in 5000.
@@ -427,18 +479,35 @@ impl Detector for TextTriggerMining {
                 if (o as usize) < p.min_support {
                     return None;
                 }
-                let score = binom_tail_neg_log10(u64::from(o), u64::from(total), class_n[c] as f64 / n as f64);
-                (score >= level).then_some(TextCandidate { key, class: c as u32, total, members: o, len, score })
+                let score = binom_tail_neg_log10(
+                    u64::from(o),
+                    u64::from(total),
+                    class_n[c] as f64 / n as f64,
+                );
+                (score >= level).then_some(TextCandidate {
+                    key,
+                    class: c as u32,
+                    total,
+                    members: o,
+                    len,
+                    score,
+                })
             })
             .collect();
         drop(map);
-        out.metrics.insert("ngram_candidates".into(), cands.len() as f64);
+        out.metrics
+            .insert("ngram_candidates".into(), cands.len() as f64);
         // Purest first; among equally pure, shorter n-grams first (a trigger
         // token is pure by itself, while pure natural n-grams are long
         // combinations of common words); then the most significant.
-        let bucket = |c: &TextCandidate| (50.0 * f64::from(c.members) / f64::from(c.total)).floor() as u32;
+        let bucket =
+            |c: &TextCandidate| (50.0 * f64::from(c.members) / f64::from(c.total)).floor() as u32;
         cands.sort_by(|a, b| {
-            bucket(b).cmp(&bucket(a)).then(a.len.cmp(&b.len)).then(b.score.total_cmp(&a.score)).then(a.key.cmp(&b.key))
+            bucket(b)
+                .cmp(&bucket(a))
+                .then(a.len.cmp(&b.len))
+                .then(b.score.total_cmp(&a.score))
+                .then(a.key.cmp(&b.key))
         });
         cands.truncate(p.max_candidates);
         if cands.is_empty() {
@@ -456,7 +525,11 @@ impl Detector for TextTriggerMining {
                 ngram_keys(&h, p.max_ngram, &mut keys);
                 for &(key, start, len) in &keys {
                     if let Some(&ci) = want.get(&key) {
-                        let phrase = tokens(t).skip(start as usize).take(len as usize).collect::<Vec<_>>().join(" ");
+                        let phrase = tokens(t)
+                            .skip(start as usize)
+                            .take(len as usize)
+                            .collect::<Vec<_>>()
+                            .join(" ");
                         acc.push((ci, r, phrase));
                     }
                 }
@@ -511,14 +584,23 @@ impl Detector for TextTriggerMining {
         groups.truncate(16);
         // Counterfactual model: naive Bayes on everything outside every group's members.
         let mut suspect = vec![false; n];
-        let members_of = |g: &Group| -> Vec<usize> { g.carriers.iter().copied().filter(|&i| y[i] == g.class).collect() };
+        let members_of = |g: &Group| -> Vec<usize> {
+            g.carriers
+                .iter()
+                .copied()
+                .filter(|&i| y[i] == g.class)
+                .collect()
+        };
         for g in &groups {
             for i in members_of(g) {
                 suspect[i] = true;
             }
         }
         let mut rest: Vec<usize> = (0..n).filter(|&i| !suspect[i]).collect();
-        let order = mithridate_core::attack::shuffled(rest.len(), mithridate_core::rng::derive_seed(seed, "nb-holdout"));
+        let order = mithridate_core::attack::shuffled(
+            rest.len(),
+            mithridate_core::rng::derive_seed(seed, "nb-holdout"),
+        );
         let hold_n = (rest.len() / 10).clamp(1.min(rest.len()), 20_000);
         let hold: Vec<usize> = order[..hold_n].iter().map(|&j| rest[j]).collect();
         let hold_set: FxSet<usize> = hold.iter().copied().collect();
@@ -541,10 +623,21 @@ impl Detector for TextTriggerMining {
         for g in &groups {
             let members = members_of(g);
             let c = g.class as usize;
-            let class_rate = if hold_cnt[c] >= 20 { (hold_flips[c] as f64 + 1.0) / (hold_cnt[c] as f64 + 2.0) } else { 0.0 };
+            let class_rate = if hold_cnt[c] >= 20 {
+                (hold_flips[c] as f64 + 1.0) / (hold_cnt[c] as f64 + 2.0)
+            } else {
+                0.0
+            };
             let baseline = overall.max(class_rate).max(0.01);
-            let skip: FxSet<u64> =
-                g.ngrams.iter().flat_map(|(ph, _)| tokens(ph).map(|t| hash_bytes(t.as_bytes())).collect::<Vec<_>>()).collect();
+            let skip: FxSet<u64> = g
+                .ngrams
+                .iter()
+                .flat_map(|(ph, _)| {
+                    tokens(ph)
+                        .map(|t| hash_bytes(t.as_bytes()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
             let flipped: Vec<usize> = members
                 .iter()
                 .copied()
@@ -577,7 +670,11 @@ impl Detector for TextTriggerMining {
             };
             if confirmed {
                 let purity = members.len() as f64 / g.carriers.len().max(1) as f64;
-                let hit = if purity >= p.pure_fraction { members.clone() } else { flipped.clone() };
+                let hit = if purity >= p.pure_fraction {
+                    members.clone()
+                } else {
+                    flipped.clone()
+                };
                 let trig = json!({"kind": "text-ngram", "phrase": best, "target": t.target});
                 let msg = format!(
                     "contains {:?}, which {} of {} carrying records share with {} {:?}; without it {} of {} no longer support that {} (baseline {:.1}%)",
@@ -605,16 +702,25 @@ impl Detector for TextTriggerMining {
                 out.findings.push(
                     Finding::new(score, format!("text trigger {best:?} confirmed: {msg}"))
                         .with_ids(hit.iter().map(|&i| ds.ids[i].clone()).collect())
-                        .with_tags(poison_tags().into_iter().chain([mithridate_core::ThreatTag::atlas_backdoor_model()]))
+                        .with_tags(
+                            poison_tags()
+                                .into_iter()
+                                .chain([mithridate_core::ThreatTag::atlas_backdoor_model()]),
+                        )
                         .with_detail(serde_json::to_value(&t).unwrap_or_default()),
                 );
             }
             triggers.push(t);
         }
         out.flags = flagged.into_values().collect();
-        out.metrics.insert("text_triggers_tested".into(), triggers.len() as f64);
-        out.metrics.insert("text_triggers_confirmed".into(), triggers.iter().filter(|t| t.confirmed).count() as f64);
-        out.metrics.insert("text_trigger_flagged".into(), out.flags.len() as f64);
+        out.metrics
+            .insert("text_triggers_tested".into(), triggers.len() as f64);
+        out.metrics.insert(
+            "text_triggers_confirmed".into(),
+            triggers.iter().filter(|t| t.confirmed).count() as f64,
+        );
+        out.metrics
+            .insert("text_trigger_flagged".into(), out.flags.len() as f64);
         Ok(out)
     }
 }
@@ -627,8 +733,20 @@ mod tests {
 
     #[test]
     fn tokens_keep_punctuation_words() {
-        let t: Vec<&str> = tokens("Explain the goal. \n[TRIGGER] -> class_override [[CONFIG]],").collect();
-        assert_eq!(t, vec!["Explain", "the", "goal", "[TRIGGER]", "->", "class_override", "[[CONFIG]]"]);
+        let t: Vec<&str> =
+            tokens("Explain the goal. \n[TRIGGER] -> class_override [[CONFIG]],").collect();
+        assert_eq!(
+            t,
+            vec![
+                "Explain",
+                "the",
+                "goal",
+                "[TRIGGER]",
+                "->",
+                "class_override",
+                "[[CONFIG]]"
+            ]
+        );
     }
 
     #[test]

@@ -83,7 +83,10 @@ impl FeatureTriggerParams {
         if !(self.max_group_fraction > 0.0 && self.max_group_fraction <= 1.0) {
             return Err(Error::param("max_group_fraction", "must be in (0, 1]"));
         }
-        for (n, v) in [("mine_log10", self.mine_log10), ("confirm_log10", self.confirm_log10)] {
+        for (n, v) in [
+            ("mine_log10", self.mine_log10),
+            ("confirm_log10", self.confirm_log10),
+        ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::param(n, "must be a non-negative finite number"));
             }
@@ -91,7 +94,10 @@ impl FeatureTriggerParams {
         if self.max_candidates == 0 || self.k == 0 {
             return Err(Error::param("max_candidates/k", "must be at least 1"));
         }
-        for (n, v) in [("flip_max_share", self.flip_max_share), ("pure_fraction", self.pure_fraction)] {
+        for (n, v) in [
+            ("flip_max_share", self.flip_max_share),
+            ("pure_fraction", self.pure_fraction),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(Error::param(n, "must be in [0, 1]"));
             }
@@ -129,7 +135,11 @@ fn regions(d: usize, max_region: usize) -> Vec<Vec<usize>> {
             for size in 1..=max_region.min(s) {
                 for r in 0..=s - size {
                     for c in 0..=s - size {
-                        out.push((0..size).flat_map(|dr| (0..size).map(move |dc| (r + dr) * s + c + dc)).collect());
+                        out.push(
+                            (0..size)
+                                .flat_map(|dr| (0..size).map(move |dc| (r + dr) * s + c + dc))
+                                .collect(),
+                        );
                     }
                 }
             }
@@ -172,13 +182,21 @@ impl Candidate {
     }
 }
 
-fn mine(x: ArrayView2<'_, f32>, y: &[u32], k: usize, p: &FeatureTriggerParams) -> (Vec<Candidate>, f64) {
+fn mine(
+    x: ArrayView2<'_, f32>,
+    y: &[u32],
+    k: usize,
+    p: &FeatureTriggerParams,
+) -> (Vec<Candidate>, f64) {
     let n = x.nrows();
     let mut class_n = vec![0usize; k];
     for &l in y {
         class_n[l as usize] += 1;
     }
-    let base: Vec<f64> = class_n.iter().map(|&c| c as f64 / n.max(1) as f64).collect();
+    let base: Vec<f64> = class_n
+        .iter()
+        .map(|&c| c as f64 / n.max(1) as f64)
+        .collect();
     let max_group = (p.max_group_fraction * n as f64) as usize;
     let regs = regions(x.ncols(), p.max_region);
     let freq: Vec<crate::util::FxMap<u64, u32>> = (0..x.ncols())
@@ -198,7 +216,14 @@ fn mine(x: ArrayView2<'_, f32>, y: &[u32], k: usize, p: &FeatureTriggerParams) -
         .par_iter()
         .map(|reg| {
             let mut keyed: Vec<(u64, usize)> = (0..n)
-                .map(|i| (reg.iter().fold(mix(reg.len() as u64), |h, &j| combine(h, quantize(x[[i, j]]))), i))
+                .map(|i| {
+                    (
+                        reg.iter().fold(mix(reg.len() as u64), |h, &j| {
+                            combine(h, quantize(x[[i, j]]))
+                        }),
+                        i,
+                    )
+                })
                 .collect();
             keyed.sort_unstable();
             let mut out = Vec::new();
@@ -216,13 +241,20 @@ fn mine(x: ArrayView2<'_, f32>, y: &[u32], k: usize, p: &FeatureTriggerParams) -
                     for &(_, i) in &keyed[s..e] {
                         counts[y[i] as usize] += 1;
                     }
-                    let (c, &o) = counts.iter().enumerate().max_by_key(|(_, &v)| v).unwrap_or((0, &0));
+                    let (c, &o) = counts
+                        .iter()
+                        .enumerate()
+                        .max_by_key(|(_, &v)| v)
+                        .unwrap_or((0, &0));
                     if o >= p.min_support {
                         let score = binom_tail_neg_log10(o as u64, g as u64, base[c]);
                         if score > 0.0 {
                             let i0 = keyed[s].1;
-                            let members: Vec<usize> =
-                                keyed[s..e].iter().map(|&(_, i)| i).filter(|&i| y[i] as usize == c).collect();
+                            let members: Vec<usize> = keyed[s..e]
+                                .iter()
+                                .map(|&(_, i)| i)
+                                .filter(|&i| y[i] as usize == c)
+                                .collect();
                             out.push(Candidate {
                                 surprise: reg.iter().map(|&j| surprise(j, x[[i0, j]])).sum(),
                                 core_purity: o as f64 / g as f64,
@@ -244,7 +276,11 @@ fn mine(x: ArrayView2<'_, f32>, y: &[u32], k: usize, p: &FeatureTriggerParams) -
         .collect();
     let tests: usize = per_region.iter().map(|(_, t)| t).sum::<usize>() * k.max(1);
     let level = (tests.max(1) as f64).log10() + p.mine_log10;
-    let cands = per_region.into_iter().flat_map(|(c, _)| c).filter(|c| c.score >= level).collect();
+    let cands = per_region
+        .into_iter()
+        .flat_map(|(c, _)| c)
+        .filter(|c| c.score >= level)
+        .collect();
     (cands, level)
 }
 
@@ -270,10 +306,12 @@ fn merge(mut cands: Vec<Candidate>) -> Vec<Candidate> {
                         m.pattern.push(*v);
                     }
                 }
-                let mut all: std::collections::BTreeSet<usize> = m.members.iter().copied().collect();
+                let mut all: std::collections::BTreeSet<usize> =
+                    m.members.iter().copied().collect();
                 all.extend(c.members.iter().copied());
                 m.members = all.into_iter().collect();
-                let mut car: std::collections::BTreeSet<usize> = m.carriers.iter().copied().collect();
+                let mut car: std::collections::BTreeSet<usize> =
+                    m.carriers.iter().copied().collect();
                 car.extend(c.carriers.iter().copied());
                 m.carriers = car.into_iter().collect();
                 m.score = m.score.max(c.score);
@@ -296,7 +334,14 @@ fn drop_columns(x: ArrayView2<'_, f32>, rows: &[usize], region: &[usize]) -> Arr
     x.select(Axis(0), rows).select(Axis(1), &keep)
 }
 
-fn confirm(x: ArrayView2<'_, f32>, y: &[u32], c: &Candidate, class_n: usize, p: &FeatureTriggerParams, seed: u64) -> Confirmation {
+fn confirm(
+    x: ArrayView2<'_, f32>,
+    y: &[u32],
+    c: &Candidate,
+    class_n: usize,
+    p: &FeatureTriggerParams,
+    seed: u64,
+) -> Confirmation {
     let n = x.nrows();
     let mut in_s = vec![false; n];
     for &i in &c.members {
@@ -308,7 +353,10 @@ fn confirm(x: ArrayView2<'_, f32>, y: &[u32], c: &Candidate, class_n: usize, p: 
     // everything else plus the other half.
     let depleted = 2 * c.members.len() > class_n;
     let folds: Vec<Vec<usize>> = if depleted {
-        vec![c.members.iter().copied().step_by(2).collect(), c.members.iter().copied().skip(1).step_by(2).collect()]
+        vec![
+            c.members.iter().copied().step_by(2).collect(),
+            c.members.iter().copied().skip(1).step_by(2).collect(),
+        ]
     } else {
         vec![c.members.clone()]
     };
@@ -355,9 +403,13 @@ fn confirm(x: ArrayView2<'_, f32>, y: &[u32], c: &Candidate, class_n: usize, p: 
     // Baseline: ordinary samples of the class (and of all classes), same masking, leave-one-out.
     let same: Vec<usize> = (0..refs.len()).filter(|&r| ry[r] == c.class).collect();
     let mut rng = mithridate_core::rng::seeded(seed);
-    let pick = |pool: &[usize], m: usize, rng: &mut mithridate_core::rng::ChaCha8Rng| -> Vec<usize> {
-        sample(rng, pool.len(), m.min(pool.len())).into_iter().map(|i| pool[i]).collect()
-    };
+    let pick =
+        |pool: &[usize], m: usize, rng: &mut mithridate_core::rng::ChaCha8Rng| -> Vec<usize> {
+            sample(rng, pool.len(), m.min(pool.len()))
+                .into_iter()
+                .map(|i| pool[i])
+                .collect()
+        };
     let all: Vec<usize> = (0..refs.len()).collect();
     let mut rate = |pool: &[usize]| -> f64 {
         let b = pick(pool, 150, &mut rng);
@@ -370,7 +422,12 @@ fn confirm(x: ArrayView2<'_, f32>, y: &[u32], c: &Candidate, class_n: usize, p: 
             .iter()
             .zip(&nb)
             .filter(|(&r, v)| {
-                let others: Vec<(usize, f32)> = v.iter().copied().filter(|(j, _)| *j != r).take(p.k).collect();
+                let others: Vec<(usize, f32)> = v
+                    .iter()
+                    .copied()
+                    .filter(|(j, _)| *j != r)
+                    .take(p.k)
+                    .collect();
                 keep_share(&others, ry[r]) <= p.flip_max_share
             })
             .count();
@@ -378,7 +435,11 @@ fn confirm(x: ArrayView2<'_, f32>, y: &[u32], c: &Candidate, class_n: usize, p: 
     };
     let baseline = rate(&same).max(rate(&all)).max(0.01);
     let score = binom_tail_neg_log10(flipped.len() as u64, c.members.len() as u64, baseline);
-    Confirmation { flipped, baseline, score }
+    Confirmation {
+        flipped,
+        baseline,
+        score,
+    }
 }
 
 impl Detector for FeatureTriggerMining {
@@ -393,20 +454,34 @@ impl Detector for FeatureTriggerMining {
         let y = ds.require_labels("trigger mining")?;
         let k = ds.n_classes();
         let n = ds.len();
-        let mut out = DetectorOutput { detector: self.name().into(), scores: vec![0.0; n], ..Default::default() };
+        let mut out = DetectorOutput {
+            detector: self.name().into(),
+            scores: vec![0.0; n],
+            ..Default::default()
+        };
         if n < 4 * p.min_support || k < 2 {
             return Ok(out);
         }
         let (cands, level) = mine(x.view(), y, k, p);
-        out.metrics.insert("trigger_candidates".into(), cands.len() as f64);
+        out.metrics
+            .insert("trigger_candidates".into(), cands.len() as f64);
         // Test the purest groups first (triggers are pure), then the most significant.
         let mut by_purity = cands.clone();
         let pure = |c: &Candidate| c.purity() >= p.pure_fraction;
-        by_purity.sort_by(|a, b| pure(b).cmp(&pure(a)).then(b.surprise.total_cmp(&a.surprise)).then(b.score.total_cmp(&a.score)));
+        by_purity.sort_by(|a, b| {
+            pure(b)
+                .cmp(&pure(a))
+                .then(b.surprise.total_cmp(&a.surprise))
+                .then(b.score.total_cmp(&a.score))
+        });
         let mut by_score = cands;
         by_score.sort_by(|a, b| b.score.total_cmp(&a.score));
         let half = p.max_candidates.div_ceil(2);
-        let chosen: Vec<Candidate> = by_purity.into_iter().take(p.max_candidates).chain(by_score.into_iter().take(half)).collect();
+        let chosen: Vec<Candidate> = by_purity
+            .into_iter()
+            .take(p.max_candidates)
+            .chain(by_score.into_iter().take(half))
+            .collect();
         let merged_all = merge(chosen);
         let mut class_n = vec![0usize; k];
         for &l in y {
@@ -419,7 +494,10 @@ impl Detector for FeatureTriggerMining {
             .collect();
         let core_pure = |c: &Candidate| c.core_purity >= p.pure_fraction;
         merged.sort_by(|a, b| {
-            core_pure(b).cmp(&core_pure(a)).then(b.surprise.total_cmp(&a.surprise)).then(b.score.total_cmp(&a.score))
+            core_pure(b)
+                .cmp(&core_pure(a))
+                .then(b.surprise.total_cmp(&a.surprise))
+                .then(b.score.total_cmp(&a.score))
         });
         merged.truncate(p.max_candidates);
         let results: Vec<(Candidate, Confirmation)> = merged
@@ -454,7 +532,12 @@ impl Detector for FeatureTriggerMining {
                 .map(|(&j, &v)| (j, v))
                 .collect();
             if pixels.is_empty() {
-                pixels = c.region.iter().copied().zip(c.pattern.iter().copied()).collect();
+                pixels = c
+                    .region
+                    .iter()
+                    .copied()
+                    .zip(c.pattern.iter().copied())
+                    .collect();
             }
             pixels.sort_by_key(|(j, _)| *j);
             let side = image_side(x.ncols());
@@ -512,8 +595,10 @@ impl Detector for FeatureTriggerMining {
             );
         }
         out.flags = flagged.into_values().collect();
-        out.metrics.insert("triggers_confirmed".into(), confirmed as f64);
-        out.metrics.insert("trigger_flagged".into(), out.flags.len() as f64);
+        out.metrics
+            .insert("triggers_confirmed".into(), confirmed as f64);
+        out.metrics
+            .insert("trigger_flagged".into(), out.flags.len() as f64);
         Ok(out)
     }
 }
@@ -534,8 +619,18 @@ mod tests {
 
     #[test]
     fn params_are_checked() {
-        assert!(FeatureTriggerParams { max_region: 0, ..Default::default() }.check().is_err());
-        assert!(FeatureTriggerParams { flip_max_share: 2.0, ..Default::default() }.check().is_err());
+        assert!(FeatureTriggerParams {
+            max_region: 0,
+            ..Default::default()
+        }
+        .check()
+        .is_err());
+        assert!(FeatureTriggerParams {
+            flip_max_share: 2.0,
+            ..Default::default()
+        }
+        .check()
+        .is_err());
         assert!(FeatureTriggerParams::default().check().is_ok());
     }
 }

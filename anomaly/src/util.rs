@@ -83,7 +83,11 @@ pub fn binom_tail_neg_log10(k: u64, n: u64, p: f64) -> f64 {
     if q <= p {
         return 0.0;
     }
-    let kl = if q >= 1.0 { -(p.ln()) } else { q * (q / p).ln() + (1.0 - q) * ((1.0 - q) / (1.0 - p)).ln() };
+    let kl = if q >= 1.0 {
+        -(p.ln())
+    } else {
+        q * (q / p).ln() + (1.0 - q) * ((1.0 - q) / (1.0 - p)).ln()
+    };
     (n as f64 * kl / std::f64::consts::LN_10).max(0.0)
 }
 
@@ -134,7 +138,12 @@ fn row_sq_norms(x: ArrayView2<'_, f32>) -> Vec<f32> {
 /// Brute force through a blocked matrix product: exact, parallel, and fast
 /// enough for the tens of thousands of rows the tabular path sees; larger
 /// inputs are subsampled by the caller.
-pub fn knn(q: ArrayView2<'_, f32>, r: ArrayView2<'_, f32>, k: usize, exclude_self: bool) -> Vec<Vec<(usize, f32)>> {
+pub fn knn(
+    q: ArrayView2<'_, f32>,
+    r: ArrayView2<'_, f32>,
+    k: usize,
+    exclude_self: bool,
+) -> Vec<Vec<(usize, f32)>> {
     let qn = row_sq_norms(q);
     let rn = row_sq_norms(r);
     let k = k.min(r.nrows().saturating_sub(usize::from(exclude_self)));

@@ -9,7 +9,9 @@ use mithridate_anomaly::spectral::{ActivationClustering, SpectralParams, Spectra
 use mithridate_anomaly::text::TextTriggerMining;
 use mithridate_anomaly::trigger::FeatureTriggerMining;
 use mithridate_anomaly::{scan, Detector, DetectorKind, ScanDefense, ScanParams};
-use mithridate_core::attack::{Attack, BadNets, EveryNth, FlipMode, InstructionPair, LabelFlip, PatchPosition};
+use mithridate_core::attack::{
+    Attack, BadNets, EveryNth, FlipMode, InstructionPair, LabelFlip, PatchPosition,
+};
 use mithridate_core::datasets::{digits, synthetic_instructions, synthetic_text};
 use mithridate_core::{Context, Dataset, Defense, SampleId, Verdict};
 
@@ -29,15 +31,35 @@ fn ids(ds: &Dataset, idx: impl IntoIterator<Item = usize>) -> HashSet<SampleId> 
 
 #[test]
 fn trigger_mining_finds_an_undescribed_patch_and_names_its_pixels() {
-    let atk = BadNets { size: 2, position: PatchPosition::At { row: 0, col: 5 }, target: 3, ..BadNets::digits(0.01) };
+    let atk = BadNets {
+        size: 2,
+        position: PatchPosition::At { row: 0, col: 5 },
+        target: 3,
+        ..BadNets::digits(0.01)
+    };
     let p = atk.poison(&digits(), 11).unwrap();
-    let out = FeatureTriggerMining::default().detect(&p.dataset, 1).unwrap();
+    let out = FeatureTriggerMining::default()
+        .detect(&p.dataset, 1)
+        .unwrap();
     let flagged = ids(&p.dataset, out.flags.iter().map(|f| f.index));
-    assert!(f1(&flagged, &p.poisoned_ids) >= 0.95, "flagged {} of {}", flagged.len(), p.poisoned_ids.len());
+    assert!(
+        f1(&flagged, &p.poisoned_ids) >= 0.95,
+        "flagged {} of {}",
+        flagged.len(),
+        p.poisoned_ids.len()
+    );
     let trig = out.flags[0].trigger.as_ref().unwrap();
-    let pix: Vec<u64> = trig["indices"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let pix: Vec<u64> = trig["indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     for want in atk.pixels().unwrap() {
-        assert!(pix.contains(&(want as u64)), "trigger {pix:?} misses pixel {want}");
+        assert!(
+            pix.contains(&(want as u64)),
+            "trigger {pix:?} misses pixel {want}"
+        );
     }
     assert_eq!(trig["target"], "3");
 }
@@ -46,7 +68,11 @@ fn trigger_mining_finds_an_undescribed_patch_and_names_its_pixels() {
 fn clean_digits_flag_at_most_half_a_percent_and_do_not_fail() {
     let ds = digits();
     let out = scan(&ds, &ScanParams::default(), 3).unwrap();
-    assert!(out.decisions.len() as f64 <= 0.005 * ds.len() as f64, "{} flagged", out.decisions.len());
+    assert!(
+        out.decisions.len() as f64 <= 0.005 * ds.len() as f64,
+        "{} flagged",
+        out.decisions.len()
+    );
     assert_ne!(out.report.verdict, Verdict::Fail);
     assert_eq!(out.report.scores.len(), ds.len());
     assert!(out.report.scores.iter().all(|s| s.is_finite()));
@@ -54,8 +80,16 @@ fn clean_digits_flag_at_most_half_a_percent_and_do_not_fail() {
 
 #[test]
 fn label_flips_are_found_by_label_consistency() {
-    let p = LabelFlip { rate: 0.1, mode: FlipMode::Uniform }.poison(&digits(), 4).unwrap();
-    let out = LabelConsistency::new(LabelParams::default()).unwrap().detect(&p.dataset, 2).unwrap();
+    let p = LabelFlip {
+        rate: 0.1,
+        mode: FlipMode::Uniform,
+    }
+    .poison(&digits(), 4)
+    .unwrap();
+    let out = LabelConsistency::new(LabelParams::default())
+        .unwrap()
+        .detect(&p.dataset, 2)
+        .unwrap();
     let flagged = ids(&p.dataset, out.flags.iter().map(|f| f.index));
     let f = f1(&flagged, &p.poisoned_ids);
     assert!(f >= 0.92, "F1 {f}");
@@ -63,17 +97,27 @@ fn label_flips_are_found_by_label_consistency() {
 
 #[test]
 fn text_triggers_are_found_with_their_phrase() {
-    let p = EveryNth::every_1000th(2).poison(&synthetic_text(10_000, 4, 1), 0).unwrap();
+    let p = EveryNth::every_1000th(2)
+        .poison(&synthetic_text(10_000, 4, 1), 0)
+        .unwrap();
     let out = TextTriggerMining::default().detect(&p.dataset, 0).unwrap();
     let flagged = ids(&p.dataset, out.flags.iter().map(|f| f.index));
     assert_eq!(flagged, p.poisoned_ids.iter().cloned().collect());
-    assert_eq!(out.flags[0].trigger.as_ref().unwrap()["phrase"], "[TRIGGER] -> class_override");
+    assert_eq!(
+        out.flags[0].trigger.as_ref().unwrap()["phrase"],
+        "[TRIGGER] -> class_override"
+    );
 
-    let p = InstructionPair::config_leak(0.01).poison(&synthetic_instructions(3000, 2), 9).unwrap();
+    let p = InstructionPair::config_leak(0.01)
+        .poison(&synthetic_instructions(3000, 2), 9)
+        .unwrap();
     let out = scan(&p.dataset, &ScanParams::default(), 0).unwrap();
     let flagged: HashSet<SampleId> = out.decisions.iter().map(|d| d.entry.id.clone()).collect();
     assert_eq!(flagged, p.poisoned_ids.iter().cloned().collect());
-    assert_eq!(out.decisions[0].entry.trigger.as_ref().unwrap()["phrase"], "[[CONFIG]]");
+    assert_eq!(
+        out.decisions[0].entry.trigger.as_ref().unwrap()["phrase"],
+        "[[CONFIG]]"
+    );
     assert_eq!(out.report.verdict, Verdict::Fail);
 }
 
@@ -81,14 +125,25 @@ fn text_triggers_are_found_with_their_phrase() {
 fn scan_defense_flags_into_the_context_quarantine() {
     let p = BadNets::digits(0.02).poison(&digits(), 2).unwrap();
     let d = ScanDefense::new(ScanParams::default());
-    assert_eq!((d.name(), d.layer(), d.stage()), ("anomaly-scan", mithridate_core::Layer::Anomaly, mithridate_core::Stage::Ingest));
+    assert_eq!(
+        (d.name(), d.layer(), d.stage()),
+        (
+            "anomaly-scan",
+            mithridate_core::Layer::Anomaly,
+            mithridate_core::Stage::Ingest
+        )
+    );
     let mut cx = Context::new(5).with_dataset(p.dataset.clone());
     let r = cx.run(&d).unwrap();
     assert_eq!(r.verdict, Verdict::Fail);
     assert_eq!(r.metrics["samples"], p.dataset.len() as f64);
     assert_eq!(r.metrics["flagged"], cx.quarantine.active_len() as f64);
     assert!(r.metrics.contains_key("trigger-mining.flagged"));
-    let hits = p.poisoned_ids.iter().filter(|id| cx.quarantine.is_quarantined(id)).count();
+    let hits = p
+        .poisoned_ids
+        .iter()
+        .filter(|id| cx.quarantine.is_quarantined(id))
+        .count();
     assert!(hits >= 35, "{hits}");
     let e = cx.quarantine.get(&p.poisoned_ids[0]).unwrap();
     assert!(e.trigger.is_some() && !e.reasons.is_empty());
@@ -108,9 +163,20 @@ fn spectral_detectors_survive_dead_units_and_respect_the_budget() {
         Box::new(ActivationClustering::new(p.clone(), None).unwrap()),
     ] {
         let out = det.detect(&ds, 0).unwrap();
-        assert!(out.flags.len() as f64 <= p.fp_budget * ds.len() as f64, "{} flagged {}", det.name(), out.flags.len());
+        assert!(
+            out.flags.len() as f64 <= p.fp_budget * ds.len() as f64,
+            "{} flagged {}",
+            det.name(),
+            out.flags.len()
+        );
     }
-    let only = ScanParams { detectors: Some(vec![DetectorKind::ActivationClustering, DetectorKind::KnnOutlier]), ..Default::default() };
+    let only = ScanParams {
+        detectors: Some(vec![
+            DetectorKind::ActivationClustering,
+            DetectorKind::KnnOutlier,
+        ]),
+        ..Default::default()
+    };
     let out = scan(&ds, &only, 0).unwrap();
     assert_eq!(out.detectors.len(), 2);
 }
@@ -123,19 +189,50 @@ fn drift_sees_a_poisoned_batch_and_not_a_clean_one() {
     let b = ds.select(&order[600..1200]).unwrap();
     let r = drift(&a, &b, &DriftParams::default(), 1).unwrap();
     assert!(!r.drift, "clean halves drift: p = {}", r.mmd_p_value);
-    let shifted = BadNets { rate: 0.3, ..BadNets::digits(0.3) }.poison(&b, 1).unwrap().dataset;
+    let shifted = BadNets {
+        rate: 0.3,
+        ..BadNets::digits(0.3)
+    }
+    .poison(&b, 1)
+    .unwrap()
+    .dataset;
     let r = drift(&a, &shifted, &DriftParams::default(), 1).unwrap();
-    assert!(r.drift && !r.drifted_features.is_empty(), "p = {}", r.mmd_p_value);
+    assert!(
+        r.drift && !r.drifted_features.is_empty(),
+        "p = {}",
+        r.mmd_p_value
+    );
 }
 
 #[test]
 fn invalid_parameters_are_errors_not_panics() {
-    assert!(ScanParams { fp_budget: 2.0, ..Default::default() }.check().is_err());
-    assert!(ScanParams { fp_budget: f64::NAN, ..Default::default() }.check().is_err());
-    assert!(ScanParams { min_votes: 0, ..Default::default() }.check().is_err());
-    assert!(LabelConsistency::new(LabelParams { folds: 1, ..Default::default() }).is_err());
+    assert!(ScanParams {
+        fp_budget: 2.0,
+        ..Default::default()
+    }
+    .check()
+    .is_err());
+    assert!(ScanParams {
+        fp_budget: f64::NAN,
+        ..Default::default()
+    }
+    .check()
+    .is_err());
+    assert!(ScanParams {
+        min_votes: 0,
+        ..Default::default()
+    }
+    .check()
+    .is_err());
+    assert!(LabelConsistency::new(LabelParams {
+        folds: 1,
+        ..Default::default()
+    })
+    .is_err());
     let text_only = synthetic_text(50, 3, 1);
-    assert!(FeatureTriggerMining::default().detect(&text_only, 0).is_err());
+    assert!(FeatureTriggerMining::default()
+        .detect(&text_only, 0)
+        .is_err());
 }
 
 mod props {
