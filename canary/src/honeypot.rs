@@ -190,9 +190,16 @@ pub fn plant_jsonl(
         opts.seed,
         "honeypot-jsonl",
     ));
-    // Insert before original line `pos` (0..=len); sorted so lines are known.
+    // Insert before original line `pos`; sorted so lines are known. A file
+    // ending in a newline splits into a last empty piece that is not a line:
+    // inserting after it would put the record one line earlier than counted.
+    let n_lines = if lines.last().is_some_and(Vec::is_empty) {
+        lines.len() - 1
+    } else {
+        lines.len()
+    };
     let mut positions: Vec<usize> = (0..opts.count)
-        .map(|_| rng.gen_range(0..=lines.len()))
+        .map(|_| rng.gen_range(0..=n_lines))
         .collect();
     positions.sort_unstable();
     let mut inserts: Vec<(usize, Vec<u8>)> = Vec::with_capacity(opts.count);
@@ -374,6 +381,37 @@ mod tests {
             count: n,
             seed: 3,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recorded_lines_are_the_lines_of_the_copy_at_either_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::from_seed(6);
+        let bodies = [
+            "{\"text\":\"a\"}\n{\"text\":\"b\"}\n",
+            "{\"text\":\"a\"}\n{\"text\":\"b\"}",
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            let src = dir.path().join(format!("s{i}.jsonl"));
+            std::fs::write(&src, body).unwrap();
+            for seed in 0..20 {
+                let dst = dir.path().join(format!("d{i}-{seed}.jsonl"));
+                let mut reg = Registry::new(&key);
+                let opts = JsonlPlanting {
+                    count: 3,
+                    seed,
+                    ..Default::default()
+                };
+                let p = plant_jsonl(&src, &dst, &key, &mut reg, &opts).unwrap();
+                let out = std::fs::read_to_string(&dst).unwrap();
+                assert_eq!(out.lines().count(), 5, "{out:?}");
+                assert!(out.ends_with('\n'));
+                for pl in &p {
+                    let line = out.lines().nth(pl.site.line.unwrap() as usize - 1).unwrap();
+                    assert!(line.contains(&pl.token), "{pl:?} {out}");
+                }
+            }
         }
     }
 

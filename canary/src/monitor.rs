@@ -288,7 +288,7 @@ mod tests {
                 &[dir.path().to_path_buf()],
                 Some(&reg),
                 &WatchOptions {
-                    duration: Some(Duration::from_millis(1500)),
+                    duration: Some(Duration::from_millis(2500)),
                     poll: None,
                 },
                 &stop,
