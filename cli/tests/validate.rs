@@ -362,3 +362,33 @@ fn llm_probes_fail_a_leaky_endpoint_and_pass_a_clean_one() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["report"]["metrics"]["leaks"], 0.0);
 }
+
+#[test]
+fn scan_reports_every_class_and_its_exit_code_follows_the_suspects() {
+    let f = files();
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let junit = f.dir.join("scan.xml");
+    let (v, code, _) = run(&[
+        "validate",
+        "scan",
+        "--id-column",
+        "id",
+        "--holdout",
+        &s(&f.holdout),
+        "--model",
+        &s(&f.bd_model),
+        "--steps",
+        "300",
+        "--junit",
+        &s(&junit),
+    ]);
+    let m = &v["report"]["metrics"];
+    for c in 0..10 {
+        assert!(m[format!("anomaly_index/{c}")].is_number(), "{v}");
+    }
+    let suspects = m["suspected_classes"].as_f64().unwrap();
+    assert_eq!(code, if suspects > 0.0 { 1 } else { 0 }, "{v}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testcase").count(), 10);
+    assert_eq!(xml.matches("<failure").count() as f64, suspects);
+}
