@@ -19,9 +19,31 @@ pub(crate) fn data<'a>(x: ArrayView2<'a, f32>) -> Result<&'a [f32]> {
 /// Columns are processed in blocks of [`BLOCK`]: each block is transposed
 /// into a buffer (`n` contiguous values per column) so the selection routines
 /// run on contiguous memory, and blocks run in parallel.
+/// Order-preserving map of a finite `f32` to `u32` (IEEE total order), so
+/// selections compare plain integers.
+#[inline]
+pub(crate) fn key(v: f32) -> u32 {
+    let b = v.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
+}
+
+/// Inverse of [`key`].
+#[inline]
+pub(crate) fn unkey(k: u32) -> f32 {
+    f32::from_bits(if k & 0x8000_0000 != 0 {
+        k & 0x7fff_ffff
+    } else {
+        !k
+    })
+}
+
 pub(crate) fn per_column<F>(x: ArrayView2<'_, f32>, f: F) -> Result<Array1<f32>>
 where
-    F: Fn(&mut [f32]) -> f32 + Sync,
+    F: Fn(&mut [u32]) -> f32 + Sync,
 {
     let (n, d) = x.dim();
     let xs = data(x)?;
@@ -30,14 +52,14 @@ where
     // written with stride `n` and should stay in L1/L2; one buffer per worker.
     const TBLOCK: usize = 256;
     out.par_chunks_mut(TBLOCK).enumerate().for_each_init(
-        || vec![0f32; n * TBLOCK],
+        || vec![0u32; n * TBLOCK],
         |buf, (b, chunk)| {
             let j0 = b * TBLOCK;
             let w = chunk.len();
             for i in 0..n {
                 let row = &xs[i * d + j0..i * d + j0 + w];
                 for (c, &v) in row.iter().enumerate() {
-                    buf[c * n + i] = v;
+                    buf[c * n + i] = key(v);
                 }
             }
             for (c, o) in chunk.iter_mut().enumerate() {
@@ -65,7 +87,16 @@ pub fn median(x: ArrayView2<'_, f32>) -> Result<Array1<f32>> {
     if x.nrows() == 0 {
         return Err(Error::data("no client updates to aggregate"));
     }
-    per_column(x, median_of)
+    per_column(x, |v| {
+        let n = v.len();
+        let (left, &mut hi, _) = v.select_nth_unstable(n / 2);
+        let hi = unkey(hi);
+        if n % 2 == 1 {
+            return hi;
+        }
+        let lo = unkey(left.iter().copied().max().unwrap_or(0));
+        (lo + hi) / 2.0
+    })
 }
 
 /// How many values Flower's `_trim_mean` cuts at each end: `int(beta * n)`.
@@ -97,15 +128,15 @@ pub fn trimmed_mean(x: ArrayView2<'_, f32>, beta: f64) -> Result<Array1<f32>> {
     let cut = trim_count(beta, n)?;
     let keep = n - 2 * cut;
     per_column(x, |v| {
-        let mid: &mut [f32] = if cut == 0 {
+        let mid: &mut [u32] = if cut == 0 {
             v
         } else {
-            let (_, _, right) = v.select_nth_unstable_by(cut - 1, f32::total_cmp);
+            let (_, _, right) = v.select_nth_unstable(cut - 1);
             // `right` holds the n - cut largest values; drop its `cut` largest.
-            let (mid, _, _) = right.select_nth_unstable_by(keep, f32::total_cmp);
+            let (mid, _, _) = right.select_nth_unstable(keep);
             mid
         };
-        (mid.iter().map(|&a| f64::from(a)).sum::<f64>() / keep as f64) as f32
+        (mid.iter().map(|&a| f64::from(unkey(a))).sum::<f64>() / keep as f64) as f32
     })
 }
 
@@ -152,6 +183,17 @@ pub fn fedavg(x: ArrayView2<'_, f32>, weights: Option<&[f32]>) -> Result<Array1<
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn keys_preserve_order_and_round_trip() {
+        let vals = [-f32::MAX, -1.5, -0.0, 0.0, 1e-30, 2.0, f32::MAX];
+        for w in vals.windows(2) {
+            assert!(key(w[0]) <= key(w[1]), "{w:?}");
+        }
+        for v in vals {
+            assert_eq!(unkey(key(v)).to_bits(), v.to_bits());
+        }
+    }
 
     #[test]
     fn median_matches_numpy_on_even_and_odd() {

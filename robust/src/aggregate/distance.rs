@@ -37,6 +37,35 @@ fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// Squared distances from `a` to four rows of the same length at once.
+fn sq_dist4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    const L: usize = 8;
+    let mut acc = [[0f32; L]; 4];
+    let m = a.len() / L * L;
+    let mut j = 0;
+    while j < m {
+        let x = &a[j..j + L];
+        for (t, bt) in b.iter().enumerate() {
+            let y = &bt[j..j + L];
+            for l in 0..L {
+                let u = x[l] - y[l];
+                acc[t][l] += u * u;
+            }
+        }
+        j += L;
+    }
+    let mut out = [0f32; 4];
+    for t in 0..4 {
+        let mut s: f32 = acc[t].iter().sum();
+        for jj in m..a.len() {
+            let u = a[jj] - b[t][jj];
+            s += u * u;
+        }
+        out[t] = s;
+    }
+    out
+}
+
 /// Squared Euclidean distances between the rows of `x`: an `n x n` symmetric
 /// matrix with a zero diagonal. Partial sums per block are `f32` (as
 /// Flower's `np.linalg.norm` on `f32` data) and are added up in `f64`.
@@ -53,7 +82,17 @@ pub fn pairwise_sq_distances(x: ArrayView2<'_, f32>) -> Result<Array2<f64>> {
                 let j1 = (j0 + BLOCK).min(d);
                 for i in 0..n {
                     let ri = &xs[i * d + j0..i * d + j1];
-                    for k in i + 1..n {
+                    // Four partners per pass: `ri` is loaded once for four distances.
+                    let mut k = i + 1;
+                    while k + 4 <= n {
+                        let r = |t: usize| &xs[(k + t) * d + j0..(k + t) * d + j1];
+                        let q = sq_dist4(ri, [r(0), r(1), r(2), r(3)]);
+                        for t in 0..4 {
+                            acc[i * n + k + t] += f64::from(q[t]);
+                        }
+                        k += 4;
+                    }
+                    for k in k..n {
                         let rk = &xs[k * d + j0..k * d + j1];
                         acc[i * n + k] += f64::from(sq_dist(ri, rk));
                     }
