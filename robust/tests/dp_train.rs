@@ -8,7 +8,7 @@ use mithridate_robust::{ModelKind, TrainConfig, TrainDefense};
 fn split() -> (mithridate_core::Dataset, mithridate_core::Dataset) {
     let ds = digits();
     let (tr, te): (Vec<usize>, Vec<usize>) = (0..ds.len()).partition(|i| i % 5 != 0);
-    (ds.select(&tr).unwrap(), ds.select(&te).unwrap())
+    (ds.select(&tr).expect("train split"), ds.select(&te).expect("holdout split"))
 }
 
 #[test]
