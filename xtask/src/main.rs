@@ -4,10 +4,13 @@
 //!   embedded digits dataset.
 //! - `cargo xtask ci`: what `.ci/run` runs.
 //! - `cargo xtask fuzz [--seconds N]`: every fuzz target for N seconds.
+//! - `cargo xtask bench provenance`: manifest speed against b3sum and sha256sum.
+//! - `cargo xtask fl`: federated learning with Byzantine clients, per aggregator.
 
+mod bench_provenance;
 mod demo;
-mod fl;
 mod demo_provenance;
+mod fl;
 mod fuzz;
 
 use anyhow::{bail, Result};
@@ -26,6 +29,10 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("demo") => demo::run(rest),
         Some("fuzz") => fuzz::run(rest),
         Some("fl") => fl::run(rest),
+        Some("bench") => match rest.first().map(String::as_str) {
+            Some("provenance") => bench_provenance::run(rest.get(1..).unwrap_or(&[])),
+            other => bail!("unknown benchmark {other:?} (expected: provenance)"),
+        },
         Some("ci") => ci(),
         Some(other) => bail!("unknown task {other:?}\n{USAGE}"),
         None => {
@@ -38,6 +45,8 @@ fn dispatch(args: &[String]) -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <task>
   demo [--out DIR] [--seed N]   end-to-end poisoning demo on the embedded digits
   fuzz [--seconds N]            run every fuzz target for N seconds (default 60)
+  bench provenance              manifest hashing against b3sum and sha256sum on 700 MB of JSONL
+  fl                            federated training on digits with Byzantine clients, per aggregator
   ci                            formatting, lints and tests, as CI runs them";
 
 /// The workspace root (xtask lives one level below it).
@@ -48,18 +57,31 @@ pub fn workspace_root() -> std::path::PathBuf {
 
 /// Value of `--name VALUE` in `args`.
 pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }
 
 fn ci() -> Result<()> {
     let root = workspace_root();
     for cmd in [
         vec!["fmt", "--all", "--", "--check"],
-        vec!["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        vec![
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         vec!["test", "--workspace"],
     ] {
         eprintln!("$ cargo {}", cmd.join(" "));
-        let st = std::process::Command::new(env!("CARGO")).args(&cmd).current_dir(&root).status()?;
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(&cmd)
+            .current_dir(&root)
+            .status()?;
         if !st.success() {
             bail!("cargo {} failed", cmd.join(" "));
         }
