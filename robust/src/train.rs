@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use mithridate_core::model::{accuracy, SoftmaxParams, SoftmaxRegression};
 use mithridate_core::rng::derive_seed;
-use mithridate_core::{Classifier, Context, Defense, Error, Finding, Layer, Report, Result, Stage, Verdict};
+use mithridate_core::{Classifier, Context, Dataset, Defense, Error, Finding, Layer, Report, Result, Stage, Verdict};
 
 use crate::dp::AccountantKind;
 use crate::dpsgd::{self, DpSgdParams, DpSgdSummary, Optimizer};
@@ -88,6 +88,23 @@ pub struct DpConfig {
     pub input_scale: f32,
 }
 
+impl DpConfig {
+    /// `(target_epsilon, delta)` with the digits-tuned defaults of
+    /// [`DpSgdParams::default`] and a calibrated noise multiplier.
+    pub fn new(target_epsilon: f64, delta: f64) -> Self {
+        let d = DpSgdParams::default();
+        Self {
+            target_epsilon,
+            delta,
+            noise_multiplier: None,
+            clip: d.clip,
+            accountant: AccountantKind::Rdp,
+            optimizer: d.optimizer,
+            input_scale: d.input_scale,
+        }
+    }
+}
+
 impl TrainConfig {
     /// Softmax regression with core's default parameters, no privacy.
     pub fn plain() -> Self {
@@ -116,15 +133,7 @@ impl TrainConfig {
             learning_rate: d.learning_rate,
             l2: d.l2,
             hidden: MlpParams::default().hidden,
-            dp: Some(DpConfig {
-                target_epsilon,
-                delta,
-                noise_multiplier: None,
-                clip: d.clip,
-                accountant: AccountantKind::Rdp,
-                optimizer: d.optimizer,
-                input_scale: d.input_scale,
-            }),
+            dp: Some(DpConfig::new(target_epsilon, delta)),
         }
     }
 
@@ -235,6 +244,83 @@ pub struct Trained {
     pub model: SavedModel,
     /// What DP-SGD spent, when it was used.
     pub dp: Option<DpSgdSummary>,
+}
+
+/// One point of the utility/privacy trade-off (see [`utility_tradeoff`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TradeoffPoint {
+    /// Epsilon spent; `None` for the non-private baseline.
+    pub epsilon: Option<f64>,
+    /// Noise multiplier (0 for the baseline).
+    pub noise_multiplier: f64,
+    /// Optimiser steps.
+    pub steps: u64,
+    /// Accuracy on the holdout.
+    pub holdout_accuracy: f64,
+    /// Training time.
+    pub seconds: f64,
+}
+
+/// Holdout accuracy of `base` trained without privacy and with DP-SGD at
+/// each budget in `epsilons` (delta and everything else from `base.dp`, or
+/// from [`TrainConfig::dp`] when `base` has none): the table and plot of
+/// accuracy against epsilon in audit reports.
+pub fn utility_tradeoff(
+    base: &TrainConfig,
+    epsilons: &[f64],
+    train: &Dataset,
+    holdout: &Dataset,
+    seed: u64,
+) -> Result<Vec<TradeoffPoint>> {
+    let x = train.require_features("utility_tradeoff")?;
+    let y = train.require_labels("utility_tradeoff")?;
+    let hx = holdout.require_features("utility_tradeoff")?;
+    let hy = holdout.require_labels("utility_tradeoff")?;
+    if hx.ncols() != x.ncols() {
+        return Err(Error::data(format!("holdout has {} features, training data {}", hx.ncols(), x.ncols())));
+    }
+    let k = train.n_classes().max(holdout.n_classes()).max(2);
+    let mut out = Vec::with_capacity(epsilons.len() + 1);
+    let mut plain = base.clone();
+    if plain.dp.is_some() {
+        // The non-private baseline keeps the model but uses its usual recipe.
+        let p = TrainConfig::plain();
+        plain = TrainConfig {
+            dp: None,
+            epochs: p.epochs,
+            batch_size: p.batch_size,
+            learning_rate: p.learning_rate,
+            ..plain
+        };
+    }
+    let mut configs = vec![plain];
+    for &e in epsilons {
+        let mut c = base.clone();
+        let dp = c.dp.get_or_insert_with(|| DpConfig::new(e, 1e-5));
+        dp.target_epsilon = e;
+        if base.dp.is_none() {
+            let d = TrainConfig::dp(e, 1e-5);
+            c.epochs = d.epochs;
+            c.batch_size = d.batch_size;
+            c.learning_rate = d.learning_rate;
+            c.l2 = d.l2;
+        }
+        configs.push(c);
+    }
+    for c in configs {
+        let t0 = std::time::Instant::now();
+        let t = c.fit(x.view(), y, k, seed)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let acc = accuracy(&t.model.as_classifier().predict(hx.view()), hy);
+        out.push(TradeoffPoint {
+            epsilon: t.dp.as_ref().map(|s| s.epsilon),
+            noise_multiplier: t.dp.as_ref().map_or(0.0, |s| s.noise_multiplier),
+            steps: t.dp.as_ref().map_or(0, |s| s.steps),
+            holdout_accuracy: acc,
+            seconds,
+        });
+    }
+    Ok(out)
 }
 
 /// Trains the pipeline's model on `cx.training_set()` (quarantined samples
@@ -367,6 +453,21 @@ mod tests {
         assert!(r.metrics["epsilon"] <= 2.0 && r.metrics["epsilon"] > 1.9);
         assert!(r.metrics["noise_multiplier"] > 0.0 && r.metrics["steps"] > 0.0);
         assert_eq!(cx.artifacts["epsilon"].as_f64(), Some(r.metrics["epsilon"]));
+    }
+
+    #[test]
+    fn tradeoff_has_a_baseline_and_one_point_per_budget() {
+        let ds = digits();
+        let tr: Vec<usize> = (0..ds.len()).filter(|i| i % 5 != 0).collect();
+        let te: Vec<usize> = (0..ds.len()).filter(|i| i % 5 == 0).collect();
+        let (train, holdout) = (ds.select(&tr).unwrap(), ds.select(&te).unwrap());
+        let mut base = TrainConfig::plain();
+        base.epochs = 5;
+        let pts = utility_tradeoff(&base, &[1.0, 8.0], &train, &holdout, 0).unwrap();
+        assert_eq!(pts.len(), 3);
+        assert!(pts[0].epsilon.is_none() && pts[0].holdout_accuracy > 0.9);
+        assert!(pts[1].epsilon.unwrap() <= 1.0 && pts[2].epsilon.unwrap() <= 8.0);
+        assert!(pts[2].holdout_accuracy > pts[1].holdout_accuracy - 0.05);
     }
 
     #[test]
