@@ -5,11 +5,13 @@
 //! - `cargo xtask ci`: what `.ci/run` runs.
 //! - `cargo xtask fuzz [--seconds N]`: every fuzz target for N seconds.
 //! - `cargo xtask bench provenance`: manifest speed against b3sum and sha256sum.
+//! - `cargo xtask eval anomaly`: detector quality over attack variants.
 //! - `cargo xtask fl`: federated learning with Byzantine clients, per aggregator.
 
 mod bench_provenance;
 mod demo;
 mod demo_provenance;
+mod eval_anomaly;
 mod fl;
 mod fuzz;
 
@@ -29,6 +31,10 @@ fn dispatch(args: &[String]) -> Result<()> {
         Some("demo") => demo::run(rest),
         Some("fuzz") => fuzz::run(rest),
         Some("fl") => fl::run(rest),
+        Some("eval") => match rest.first().map(String::as_str) {
+            Some("anomaly") => eval_anomaly::run(rest.get(1..).unwrap_or(&[])),
+            other => bail!("unknown evaluation {other:?} (expected: anomaly)"),
+        },
         Some("bench") => match rest.first().map(String::as_str) {
             Some("provenance") => bench_provenance::run(rest.get(1..).unwrap_or(&[])),
             other => bail!("unknown benchmark {other:?} (expected: provenance)"),
@@ -46,6 +52,7 @@ const USAGE: &str = "usage: cargo xtask <task>
   demo [--out DIR] [--seed N]   end-to-end poisoning demo on the embedded digits
   fuzz [--seconds N]            run every fuzz target for N seconds (default 60)
   bench provenance              manifest hashing against b3sum and sha256sum on 700 MB of JSONL
+  eval anomaly                  detector precision/recall/F1 over attack variants
   fl                            federated training on digits with Byzantine clients, per aggregator
   ci                            formatting, lints and tests, as CI runs them";
 
