@@ -125,3 +125,79 @@ fn manifest_create_survives_sigkill() {
     let v = Command::new(bin()).args(["manifest", "verify"]).arg(&data).arg("--manifest").arg(&out).status().unwrap();
     assert!(v.success());
 }
+
+/// Poisoned digits as CSV: 3 copies of the 1,797 images with a little noise
+/// each (5,391 rows), 1% BadNets.
+fn digits_csv(path: &Path) {
+    use mithridate_core::attack::{Attack, BadNets};
+    let base = mithridate_core::datasets::digits();
+    let mut rows = Vec::new();
+    for copy in 0..3usize {
+        let mut x = base.features.clone().unwrap();
+        for (i, v) in x.iter_mut().enumerate() {
+            *v = (*v + ((i * 7 + copy * 13) % 3) as f32 - 1.0).clamp(0.0, 16.0);
+        }
+        rows.push(x);
+    }
+    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+    let x = ndarray::concatenate(ndarray::Axis(0), &views).unwrap();
+    let y: Vec<u32> = (0..3).flat_map(|_| base.labels.clone().unwrap()).collect();
+    let ds = mithridate_core::Dataset::from_features(x, Some(y)).unwrap();
+    let p = BadNets::digits(0.01).poison(&ds, 5).unwrap();
+    mithridate_core::io::csv::write_csv(&p.dataset, path).unwrap();
+}
+
+fn csv_rows(path: &Path) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().count().saturating_sub(1)
+}
+
+#[test]
+fn scan_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("train.csv");
+    digits_csv(&input);
+    let before = digest(&input);
+    let rows = csv_rows(&input);
+    let out = dir.path().join("out");
+    let args: Vec<std::ffi::OsString> =
+        vec!["scan".into(), input.clone().into(), "--id-column".into(), "id".into(), "--out".into(), out.clone().into()];
+    let argv: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
+    let span = timed(&argv);
+    std::fs::remove_dir_all(&out).unwrap();
+    let seed = seed();
+    eprintln!("kill seed {seed}, reference run {span:?}");
+    let mut rng = Rng(seed);
+    let (mut killed, runs) = (0, 8);
+    for _ in 0..runs {
+        let delay = Duration::from_micros(rng.below(span.as_micros() as u64 + 1));
+        killed += usize::from(run_and_kill(&argv, delay));
+        assert_eq!(digest(&input), before, "the input changed");
+        let report = out.join("report.json");
+        let clean = out.join("clean.csv");
+        let quarantine = out.join("quarantine.jsonl");
+        // report.json is written last: when it exists, the run is complete.
+        if report.exists() {
+            let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).expect("complete report");
+            assert!(r.is_object());
+            let q = std::fs::read_to_string(&quarantine).unwrap().lines().filter(|l| !l.trim().is_empty()).count();
+            assert_eq!(csv_rows(&clean) + q, rows, "clean + quarantined != input");
+        }
+        // Whatever exists is whole: a clean file is a CSV whose every row is complete.
+        if clean.exists() {
+            let text = std::fs::read_to_string(&clean).unwrap();
+            assert!(text.ends_with('\n'));
+            assert!(text.lines().all(|l| l.split(',').count() == 66), "a truncated row in clean.csv");
+        }
+        if quarantine.exists() {
+            for l in std::fs::read_to_string(&quarantine).unwrap().lines() {
+                serde_json::from_str::<serde_json::Value>(l).expect("a truncated quarantine line");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    eprintln!("scan: {runs} runs, {killed} killed mid-run");
+    assert!(killed >= runs / 3, "too few runs were killed mid-run ({killed}/{runs})");
+    let st = Command::new(bin()).args(&argv).status().unwrap();
+    assert!(st.code().is_some_and(|c| c <= 1), "rerun after kills failed: {st:?}");
+    assert!(out.join("report.json").exists());
+}
