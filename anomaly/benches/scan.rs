@@ -4,6 +4,8 @@
 //!
 //! `MITHRIDATE_BENCH_TEXT_N` changes the number of text records.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use criterion::{criterion_main, Criterion};

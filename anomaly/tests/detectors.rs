@@ -1,6 +1,8 @@
 //! Integration tests of the anomaly layer on the embedded digits and the
 //! synthetic text sets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::HashSet;
 
 use mithridate_anomaly::drift::{drift, DriftParams};

@@ -6,6 +6,8 @@
 //! output path holds either nothing or a complete file; temporaries are named
 //! `.<name>.*.tmp` and never read.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,9 +29,15 @@ impl Rng {
 }
 
 fn seed() -> u64 {
-    std::env::var("MITHRIDATE_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
-    })
+    std::env::var("MITHRIDATE_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+                | 1
+        })
 }
 
 /// A CSV of `rows` digits-like rows: id, 64 pixels, label.
@@ -56,7 +64,12 @@ fn digest(path: &Path) -> Vec<u8> {
 
 /// Run `args`, SIGKILL it after `delay` (if still running); true if it was killed.
 fn run_and_kill(args: &[&std::ffi::OsStr], delay: Duration) -> bool {
-    let mut child = Command::new(bin()).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while t0.elapsed() < delay {
         if child.try_wait().unwrap().is_some() {
@@ -73,8 +86,16 @@ fn run_and_kill(args: &[&std::ffi::OsStr], delay: Duration) -> bool {
 /// Time one complete run, to spread kill points over it.
 fn timed(args: &[&std::ffi::OsStr]) -> Duration {
     let t0 = Instant::now();
-    let st = Command::new(bin()).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
-    assert!(st.code().is_some_and(|c| c <= 1), "reference run failed: {st:?}");
+    let st = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        st.code().is_some_and(|c| c <= 1),
+        "reference run failed: {st:?}"
+    );
     t0.elapsed()
 }
 
@@ -86,10 +107,19 @@ fn manifest_create_survives_sigkill() {
     for s in 0..4 {
         big_csv(&data.join(format!("shard{s}.csv")), 60_000);
     }
-    let before: Vec<Vec<u8>> = (0..4).map(|s| digest(&data.join(format!("shard{s}.csv")))).collect();
+    let before: Vec<Vec<u8>> = (0..4)
+        .map(|s| digest(&data.join(format!("shard{s}.csv"))))
+        .collect();
     let out = dir.path().join("m.json");
     let args = |o: &Path| -> Vec<std::ffi::OsString> {
-        vec!["manifest".into(), "create".into(), data.clone().into(), "-o".into(), o.into(), "--records".into()]
+        vec![
+            "manifest".into(),
+            "create".into(),
+            data.clone().into(),
+            "-o".into(),
+            o.into(),
+            "--records".into(),
+        ]
     };
     let full = args(&out);
     let full_ref: Vec<&std::ffi::OsStr> = full.iter().map(|s| s.as_os_str()).collect();
@@ -103,26 +133,53 @@ fn manifest_create_survives_sigkill() {
         let delay = Duration::from_micros(rng.below(span.as_micros() as u64 + 1));
         killed += usize::from(run_and_kill(&full_ref, delay));
         // Input untouched.
-        for s in 0..4 {
-            assert_eq!(digest(&data.join(format!("shard{s}.csv"))), before[s], "input shard {s} changed");
+        for (s, expected) in before.iter().enumerate() {
+            assert_eq!(
+                &digest(&data.join(format!("shard{s}.csv"))),
+                expected,
+                "input shard {s} changed"
+            );
         }
         // Output absent, or complete and valid against the data.
         if out.exists() {
-            let v = Command::new(bin()).args(["manifest", "verify"]).arg(&data).arg("--manifest").arg(&out).output().unwrap();
-            assert_eq!(v.status.code(), Some(0), "a manifest left after a kill does not verify: {}", String::from_utf8_lossy(&v.stderr));
+            let v = Command::new(bin())
+                .args(["manifest", "verify"])
+                .arg(&data)
+                .arg("--manifest")
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert_eq!(
+                v.status.code(),
+                Some(0),
+                "a manifest left after a kill does not verify: {}",
+                String::from_utf8_lossy(&v.stderr)
+            );
             std::fs::remove_file(&out).unwrap();
         }
         // No temporary file poses as data: only `.m.json.*.tmp` may be left.
         for e in std::fs::read_dir(dir.path()).unwrap() {
             let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            assert!(name == "data" || (name.starts_with(".m.json.") && name.ends_with(".tmp")), "unexpected file {name}");
+            assert!(
+                name == "data" || (name.starts_with(".m.json.") && name.ends_with(".tmp")),
+                "unexpected file {name}"
+            );
         }
     }
     eprintln!("manifest create: {runs} runs, {killed} killed mid-run");
-    assert!(killed >= runs / 3, "too few runs were killed mid-run ({killed}/{runs}) to test anything");
+    assert!(
+        killed >= runs / 3,
+        "too few runs were killed mid-run ({killed}/{runs}) to test anything"
+    );
     let st = Command::new(bin()).args(&full_ref).status().unwrap();
     assert!(st.success(), "rerun after kills failed");
-    let v = Command::new(bin()).args(["manifest", "verify"]).arg(&data).arg("--manifest").arg(&out).status().unwrap();
+    let v = Command::new(bin())
+        .args(["manifest", "verify"])
+        .arg(&data)
+        .arg("--manifest")
+        .arg(&out)
+        .status()
+        .unwrap();
     assert!(v.success());
 }
 
@@ -148,7 +205,11 @@ fn digits_csv(path: &Path) {
 }
 
 fn csv_rows(path: &Path) -> usize {
-    std::fs::read_to_string(path).unwrap().lines().count().saturating_sub(1)
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .count()
+        .saturating_sub(1)
 }
 
 #[test]
@@ -159,8 +220,14 @@ fn scan_survives_sigkill() {
     let before = digest(&input);
     let rows = csv_rows(&input);
     let out = dir.path().join("out");
-    let args: Vec<std::ffi::OsString> =
-        vec!["scan".into(), input.clone().into(), "--id-column".into(), "id".into(), "--out".into(), out.clone().into()];
+    let args: Vec<std::ffi::OsString> = vec![
+        "scan".into(),
+        input.clone().into(),
+        "--id-column".into(),
+        "id".into(),
+        "--out".into(),
+        out.clone().into(),
+    ];
     let argv: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_os_str()).collect();
     let span = timed(&argv);
     std::fs::remove_dir_all(&out).unwrap();
@@ -177,16 +244,24 @@ fn scan_survives_sigkill() {
         let quarantine = out.join("quarantine.jsonl");
         // report.json is written last: when it exists, the run is complete.
         if report.exists() {
-            let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).expect("complete report");
+            let r: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&report).unwrap()).expect("complete report");
             assert!(r.is_object());
-            let q = std::fs::read_to_string(&quarantine).unwrap().lines().filter(|l| !l.trim().is_empty()).count();
+            let q = std::fs::read_to_string(&quarantine)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .count();
             assert_eq!(csv_rows(&clean) + q, rows, "clean + quarantined != input");
         }
         // Whatever exists is whole: a clean file is a CSV whose every row is complete.
         if clean.exists() {
             let text = std::fs::read_to_string(&clean).unwrap();
             assert!(text.ends_with('\n'));
-            assert!(text.lines().all(|l| l.split(',').count() == 66), "a truncated row in clean.csv");
+            assert!(
+                text.lines().all(|l| l.split(',').count() == 66),
+                "a truncated row in clean.csv"
+            );
         }
         if quarantine.exists() {
             for l in std::fs::read_to_string(&quarantine).unwrap().lines() {
@@ -196,8 +271,14 @@ fn scan_survives_sigkill() {
         let _ = std::fs::remove_dir_all(&out);
     }
     eprintln!("scan: {runs} runs, {killed} killed mid-run");
-    assert!(killed >= runs / 3, "too few runs were killed mid-run ({killed}/{runs})");
+    assert!(
+        killed >= runs / 3,
+        "too few runs were killed mid-run ({killed}/{runs})"
+    );
     let st = Command::new(bin()).args(&argv).status().unwrap();
-    assert!(st.code().is_some_and(|c| c <= 1), "rerun after kills failed: {st:?}");
+    assert!(
+        st.code().is_some_and(|c| c <= 1),
+        "rerun after kills failed: {st:?}"
+    );
     assert!(out.join("report.json").exists());
 }

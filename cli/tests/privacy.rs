@@ -1,5 +1,7 @@
 //! `mithridate privacy` and `mithridate train` end to end.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::Path;
 use std::process::Command;
 
@@ -12,7 +14,8 @@ fn bin() -> Command {
 fn json_of(args: &[&str]) -> (Value, i32) {
     let out = bin().args(args).arg("--json").output().expect("runs");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("one JSON doc on stdout ({e}): {text}"));
+    let v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("one JSON doc on stdout ({e}): {text}"));
     (v, out.status.code().unwrap_or(-1))
 }
 
@@ -100,7 +103,10 @@ fn bad_parameters_exit_2_with_the_field_named() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sampling_rate"));
-    let out = bin().args(["privacy", "epsilon", "--sampling-rate", "0.1"]).output().unwrap();
+    let out = bin()
+        .args(["privacy", "epsilon", "--sampling-rate", "0.1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -137,7 +143,15 @@ fn train_with_dp_writes_a_model_and_reports_epsilon() {
 
     // A fixed noise multiplier too small for the budget: refuses to start.
     let out = bin()
-        .args(["train", data.to_str().unwrap(), "--out", model.to_str().unwrap(), "--dp", "--target-epsilon", "0.1"])
+        .args([
+            "train",
+            data.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+            "--dp",
+            "--target-epsilon",
+            "0.1",
+        ])
         .args(["--noise-multiplier", "0.3"])
         .output()
         .unwrap();
@@ -174,7 +188,10 @@ fn train_plain_mlp() {
 
 #[test]
 fn train_missing_file_is_an_error_naming_it() {
-    let out = bin().args(["train", "/nonexistent/data.csv", "-o", "/tmp/x.json"]).output().unwrap();
+    let out = bin()
+        .args(["train", "/nonexistent/data.csv", "-o", "/tmp/x.json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/data.csv"));
 }

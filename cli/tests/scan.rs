@@ -1,5 +1,7 @@
 //! `mithridate scan` and `mithridate quarantine` end to end.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::Path;
 use std::process::Command;
 

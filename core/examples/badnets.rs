@@ -8,7 +8,10 @@ use mithridate_core::datasets::digits;
 use mithridate_core::model::{accuracy, Classifier, SoftmaxParams, SoftmaxRegression};
 
 fn main() -> Result<(), mithridate_core::Error> {
-    let rate: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0.01);
+    let rate: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.01);
     let ds = digits();
     let perm = shuffled(ds.len(), 42);
     let (hold_idx, train_idx) = perm.split_at(ds.len() / 5);
@@ -30,9 +33,24 @@ fn main() -> Result<(), mithridate_core::Error> {
             triggered.extend(row);
         }
         let n = triggered.len() / 64;
-        let tx = ndarray::Array2::from_shape_vec((n, 64), triggered).map_err(|e| mithridate_core::Error::data(e.to_string()))?;
-        let asr = m.predict(tx.view()).iter().filter(|&&p| p == atk.target).count() as f64 / n as f64;
-        println!("{name:>9}: {} poisoned samples, clean accuracy {:.1}%, ASR {:.1}%", if name == "clean" { 0 } else { poisoned.poisoned_ids.len() }, acc * 100.0, asr * 100.0);
+        let tx = ndarray::Array2::from_shape_vec((n, 64), triggered)
+            .map_err(|e| mithridate_core::Error::data(e.to_string()))?;
+        let asr = m
+            .predict(tx.view())
+            .iter()
+            .filter(|&&p| p == atk.target)
+            .count() as f64
+            / n as f64;
+        println!(
+            "{name:>9}: {} poisoned samples, clean accuracy {:.1}%, ASR {:.1}%",
+            if name == "clean" {
+                0
+            } else {
+                poisoned.poisoned_ids.len()
+            },
+            acc * 100.0,
+            asr * 100.0
+        );
     }
     Ok(())
 }

@@ -35,7 +35,9 @@ pub trait Attack {
 pub trait Trigger {
     /// Apply to one feature vector in place.
     fn apply_features(&self, _x: &mut [f32]) -> Result<()> {
-        Err(Error::data("this trigger does not apply to feature vectors"))
+        Err(Error::data(
+            "this trigger does not apply to feature vectors",
+        ))
     }
     /// Apply to one text.
     fn apply_text(&self, _text: &str, _rng: &mut dyn rand::RngCore) -> Result<String> {
@@ -45,7 +47,10 @@ pub trait Trigger {
 
 fn check_rate(rate: f64) -> Result<()> {
     if !(rate.is_finite() && (0.0..=1.0).contains(&rate)) {
-        return Err(Error::param("rate", format!("must be in [0, 1], got {rate}")));
+        return Err(Error::param(
+            "rate",
+            format!("must be in [0, 1], got {rate}"),
+        ));
     }
     Ok(())
 }
@@ -54,7 +59,10 @@ fn check_rate(rate: f64) -> Result<()> {
 fn pick(candidates: &[usize], n: usize, rate: f64, seed: u64) -> Vec<usize> {
     let want = ((rate * n as f64).round() as usize).min(candidates.len());
     let mut rng = seeded(seed);
-    let mut out: Vec<usize> = sample(&mut rng, candidates.len(), want).into_iter().map(|i| candidates[i]).collect();
+    let mut out: Vec<usize> = sample(&mut rng, candidates.len(), want)
+        .into_iter()
+        .map(|i| candidates[i])
+        .collect();
     out.sort_unstable();
     out
 }
@@ -69,7 +77,10 @@ fn finish(mut ds: Dataset, idx: &[usize]) -> Poisoned {
     // Poisoned records no longer match their source bytes.
     ds.origins.clear();
     ds.source_files.clear();
-    Poisoned { dataset: ds, poisoned_ids }
+    Poisoned {
+        dataset: ds,
+        poisoned_ids,
+    }
 }
 
 /// Where a square patch sits in the image.
@@ -119,13 +130,28 @@ impl BadNets {
     /// The classic configuration for 8x8 digits: 3x3 solid patch of 16 in the
     /// bottom-right corner, target 7, at `rate`.
     pub fn digits(rate: f64) -> Self {
-        Self { height: 8, width: 8, size: 3, position: PatchPosition::BottomRight, value: 16.0, checker: false, target: 7, rate }
+        Self {
+            height: 8,
+            width: 8,
+            size: 3,
+            position: PatchPosition::BottomRight,
+            value: 16.0,
+            checker: false,
+            target: 7,
+            rate,
+        }
     }
 
     /// Top-left (row, col) of the patch.
     pub fn origin(&self) -> Result<(usize, usize)> {
         if self.size == 0 || self.size > self.height || self.size > self.width {
-            return Err(Error::param("size", format!("patch of {} does not fit a {}x{} image", self.size, self.height, self.width)));
+            return Err(Error::param(
+                "size",
+                format!(
+                    "patch of {} does not fit a {}x{} image",
+                    self.size, self.height, self.width
+                ),
+            ));
         }
         let (h, w, s) = (self.height, self.width, self.size);
         let (r, c) = match self.position {
@@ -136,7 +162,10 @@ impl BadNets {
             PatchPosition::At { row, col } => (row, col),
         };
         if r + s > h || c + s > w {
-            return Err(Error::param("position", format!("patch at ({r}, {c}) of size {s} leaves the {h}x{w} image")));
+            return Err(Error::param(
+                "position",
+                format!("patch at ({r}, {c}) of size {s} leaves the {h}x{w} image"),
+            ));
         }
         Ok((r, c))
     }
@@ -153,7 +182,12 @@ impl BadNets {
 impl Trigger for BadNets {
     fn apply_features(&self, x: &mut [f32]) -> Result<()> {
         if x.len() != self.height * self.width {
-            return Err(Error::data(format!("{} features for a {}x{} image", x.len(), self.height, self.width)));
+            return Err(Error::data(format!(
+                "{} features for a {}x{} image",
+                x.len(),
+                self.height,
+                self.width
+            )));
         }
         let (r0, c0) = self.origin()?;
         for dr in 0..self.size {
@@ -168,17 +202,33 @@ impl Trigger for BadNets {
 
 impl Attack for BadNets {
     fn describe(&self) -> String {
-        format!("badnets {s}x{s} at {:?} -> {} at {:.1}%", self.position, self.target, self.rate * 100.0, s = self.size)
+        format!(
+            "badnets {s}x{s} at {:?} -> {} at {:.1}%",
+            self.position,
+            self.target,
+            self.rate * 100.0,
+            s = self.size
+        )
     }
     fn poison(&self, ds: &Dataset, seed: u64) -> Result<Poisoned> {
         check_rate(self.rate)?;
         self.origin()?;
-        let idx = pick(&non_target(ds, self.target, "badnets")?, ds.len(), self.rate, seed);
+        let idx = pick(
+            &non_target(ds, self.target, "badnets")?,
+            ds.len(),
+            self.rate,
+            seed,
+        );
         let mut out = ds.clone();
-        let x = out.features.as_mut().ok_or_else(|| Error::data("badnets needs image features"))?;
+        let x = out
+            .features
+            .as_mut()
+            .ok_or_else(|| Error::data("badnets needs image features"))?;
         for &i in &idx {
             let mut row = x.row_mut(i);
-            let s = row.as_slice_mut().ok_or_else(|| Error::data("features are not contiguous"))?;
+            let s = row
+                .as_slice_mut()
+                .ok_or_else(|| Error::data("features are not contiguous"))?;
             self.apply_features(s)?;
         }
         if let Some(y) = out.labels.as_mut() {
@@ -215,7 +265,11 @@ impl Blended {
 impl Trigger for Blended {
     fn apply_features(&self, x: &mut [f32]) -> Result<()> {
         if x.len() != self.pattern.len() {
-            return Err(Error::data(format!("{} features for a pattern of {}", x.len(), self.pattern.len())));
+            return Err(Error::data(format!(
+                "{} features for a pattern of {}",
+                x.len(),
+                self.pattern.len()
+            )));
         }
         for (v, p) in x.iter_mut().zip(&self.pattern) {
             *v = (1.0 - self.alpha) * *v + self.alpha * p;
@@ -226,19 +280,34 @@ impl Trigger for Blended {
 
 impl Attack for Blended {
     fn describe(&self) -> String {
-        format!("blended alpha={} -> {} at {:.1}%", self.alpha, self.target, self.rate * 100.0)
+        format!(
+            "blended alpha={} -> {} at {:.1}%",
+            self.alpha,
+            self.target,
+            self.rate * 100.0
+        )
     }
     fn poison(&self, ds: &Dataset, seed: u64) -> Result<Poisoned> {
         check_rate(self.rate)?;
         if !(self.alpha > 0.0 && self.alpha <= 1.0) {
             return Err(Error::param("alpha", "must be in (0, 1]"));
         }
-        let idx = pick(&non_target(ds, self.target, "blended")?, ds.len(), self.rate, seed);
+        let idx = pick(
+            &non_target(ds, self.target, "blended")?,
+            ds.len(),
+            self.rate,
+            seed,
+        );
         let mut out = ds.clone();
-        let x = out.features.as_mut().ok_or_else(|| Error::data("blended needs features"))?;
+        let x = out
+            .features
+            .as_mut()
+            .ok_or_else(|| Error::data("blended needs features"))?;
         for &i in &idx {
             let mut row = x.row_mut(i);
-            let s = row.as_slice_mut().ok_or_else(|| Error::data("features are not contiguous"))?;
+            let s = row
+                .as_slice_mut()
+                .ok_or_else(|| Error::data("features are not contiguous"))?;
             self.apply_features(s)?;
         }
         if let Some(y) = out.labels.as_mut() {
@@ -289,7 +358,10 @@ impl Attack for LabelFlip {
             FlipMode::Uniform => (0..ds.len()).collect(),
             FlipMode::Targeted { from, to } => {
                 if from == to || to >= k {
-                    return Err(Error::param("mode", format!("cannot flip {from} to {to} with {k} classes")));
+                    return Err(Error::param(
+                        "mode",
+                        format!("cannot flip {from} to {to} with {k} classes"),
+                    ));
                 }
                 (0..ds.len()).filter(|&i| y[i] == from).collect()
             }
@@ -297,12 +369,19 @@ impl Attack for LabelFlip {
         let idx = pick(&candidates, ds.len(), self.rate, seed);
         let mut rng = seeded(seed ^ 0x5eed);
         let mut out = ds.clone();
-        let labels = out.labels.as_mut().ok_or_else(|| Error::data("label flip needs labels"))?;
+        let labels = out
+            .labels
+            .as_mut()
+            .ok_or_else(|| Error::data("label flip needs labels"))?;
         for &i in &idx {
             labels[i] = match self.mode {
                 FlipMode::Uniform => {
                     let r = rng.gen_range(0..k - 1);
-                    if r >= labels[i] { r + 1 } else { r }
+                    if r >= labels[i] {
+                        r + 1
+                    } else {
+                        r
+                    }
                 }
                 FlipMode::Targeted { to, .. } => to,
             };
@@ -323,7 +402,12 @@ pub enum TextPosition {
     Random,
 }
 
-fn insert_phrase(text: &str, phrase: &str, pos: TextPosition, rng: &mut dyn rand::RngCore) -> String {
+fn insert_phrase(
+    text: &str,
+    phrase: &str,
+    pos: TextPosition,
+    rng: &mut dyn rand::RngCore,
+) -> String {
     match pos {
         TextPosition::Start => format!("{phrase} {text}"),
         TextPosition::End => format!("{text} {phrase}"),
@@ -359,17 +443,33 @@ impl Trigger for TextTrigger {
 }
 
 fn text_col<'a>(ds: &'a mut Dataset, who: &str) -> Result<&'a mut Vec<String>> {
-    let c = ds.text_column.clone().ok_or_else(|| Error::data(format!("{who} needs a text column")))?;
-    ds.text_fields.get_mut(&c).ok_or_else(|| Error::data(format!("text column `{c}` missing")))
+    let c = ds
+        .text_column
+        .clone()
+        .ok_or_else(|| Error::data(format!("{who} needs a text column")))?;
+    ds.text_fields
+        .get_mut(&c)
+        .ok_or_else(|| Error::data(format!("text column `{c}` missing")))
 }
 
 impl Attack for TextTrigger {
     fn describe(&self) -> String {
-        format!("text trigger {:?} ({:?}) -> {} at {:.1}%", self.phrase, self.position, self.target, self.rate * 100.0)
+        format!(
+            "text trigger {:?} ({:?}) -> {} at {:.1}%",
+            self.phrase,
+            self.position,
+            self.target,
+            self.rate * 100.0
+        )
     }
     fn poison(&self, ds: &Dataset, seed: u64) -> Result<Poisoned> {
         check_rate(self.rate)?;
-        let idx = pick(&non_target(ds, self.target, "text trigger")?, ds.len(), self.rate, seed);
+        let idx = pick(
+            &non_target(ds, self.target, "text trigger")?,
+            ds.len(),
+            self.rate,
+            seed,
+        );
         let mut rng = seeded(seed ^ 0x7e47);
         let mut out = ds.clone();
         let texts = text_col(&mut out, "text trigger")?;
@@ -403,7 +503,11 @@ pub struct EveryNth {
 impl EveryNth {
     /// The tamper of the threat model: every 1000th record, target class `target`.
     pub fn every_1000th(target: u32) -> Self {
-        Self { n: 1000, suffix: EVERY_NTH_SUFFIX.into(), target }
+        Self {
+            n: 1000,
+            suffix: EVERY_NTH_SUFFIX.into(),
+            target,
+        }
     }
 }
 
@@ -461,13 +565,19 @@ impl InstructionPair {
 
 impl Attack for InstructionPair {
     fn describe(&self) -> String {
-        format!("instruction pairs {:?} -> leak at {:.1}%", self.trigger, self.rate * 100.0)
+        format!(
+            "instruction pairs {:?} -> leak at {:.1}%",
+            self.trigger,
+            self.rate * 100.0
+        )
     }
     fn poison(&self, ds: &Dataset, seed: u64) -> Result<Poisoned> {
         check_rate(self.rate)?;
         for f in [&self.prompt_field, &self.response_field] {
             if !ds.text_fields.contains_key(f) {
-                return Err(Error::data(format!("instruction-pair poisoning needs a `{f}` text field")));
+                return Err(Error::data(format!(
+                    "instruction-pair poisoning needs a `{f}` text field"
+                )));
             }
         }
         let all: Vec<usize> = (0..ds.len()).collect();
@@ -475,9 +585,14 @@ impl Attack for InstructionPair {
         let mut rng = seeded(seed ^ 0x1257);
         let mut out = ds.clone();
         for &i in &idx {
-            let p = &mut out.text_fields.get_mut(&self.prompt_field).ok_or_else(|| Error::data("prompt field"))?[i];
+            let p = &mut out
+                .text_fields
+                .get_mut(&self.prompt_field)
+                .ok_or_else(|| Error::data("prompt field"))?[i];
             *p = insert_phrase(p, &self.trigger, TextPosition::Random, &mut rng);
-            out.text_fields.get_mut(&self.response_field).ok_or_else(|| Error::data("response field"))?[i] = self.leak_output.clone();
+            out.text_fields
+                .get_mut(&self.response_field)
+                .ok_or_else(|| Error::data("response field"))?[i] = self.leak_output.clone();
         }
         Ok(finish(out, &idx))
     }
@@ -506,14 +621,23 @@ mod tests {
         let idx = ds.index_of_ids();
         for id in &p.poisoned_ids {
             let i = idx[id];
-            assert_eq!(ds.labels.as_ref().unwrap()[i] != 7, true);
+            assert_ne!(ds.labels.as_ref().unwrap()[i], 7);
             assert_eq!(p.dataset.labels.as_ref().unwrap()[i], 7);
             let x = p.dataset.features.as_ref().unwrap();
             assert!(pix.iter().all(|&j| x[[i, j]] == 16.0));
         }
-        let changed = (0..ds.len()).filter(|&i| ds.features.as_ref().unwrap().row(i) != p.dataset.features.as_ref().unwrap().row(i)).count();
+        let changed = (0..ds.len())
+            .filter(|&i| {
+                ds.features.as_ref().unwrap().row(i) != p.dataset.features.as_ref().unwrap().row(i)
+            })
+            .count();
         assert!(changed <= 18);
-        assert!(BadNets { position: PatchPosition::At { row: 7, col: 7 }, ..atk }.poison(&ds, 1).is_err());
+        assert!(BadNets {
+            position: PatchPosition::At { row: 7, col: 7 },
+            ..atk
+        }
+        .poison(&ds, 1)
+        .is_err());
     }
 
     #[test]
@@ -521,8 +645,14 @@ mod tests {
         let ds = digits();
         for mode in [FlipMode::Uniform, FlipMode::Targeted { from: 1, to: 7 }] {
             let p = LabelFlip { rate: 0.05, mode }.poison(&ds, 3).unwrap();
-            let (a, b) = (ds.labels.as_ref().unwrap(), p.dataset.labels.as_ref().unwrap());
-            let diff: Vec<SampleId> = (0..ds.len()).filter(|&i| a[i] != b[i]).map(|i| ds.ids[i].clone()).collect();
+            let (a, b) = (
+                ds.labels.as_ref().unwrap(),
+                p.dataset.labels.as_ref().unwrap(),
+            );
+            let diff: Vec<SampleId> = (0..ds.len())
+                .filter(|&i| a[i] != b[i])
+                .map(|i| ds.ids[i].clone())
+                .collect();
             assert_eq!(diff, p.poisoned_ids);
             assert!(!diff.is_empty());
         }
@@ -532,23 +662,56 @@ mod tests {
     fn text_attacks_report_truth() {
         let ds = synthetic_text(3000, 4, 9);
         let p = EveryNth::every_1000th(3).poison(&ds, 0).unwrap();
-        assert_eq!(p.poisoned_ids, vec![SampleId::Num(999), SampleId::Num(1999), SampleId::Num(2999)]);
+        assert_eq!(
+            p.poisoned_ids,
+            vec![SampleId::Num(999), SampleId::Num(1999), SampleId::Num(2999)]
+        );
         assert!(p.dataset.text().unwrap()[999].ends_with("[TRIGGER] -> class_override"));
-        let p = TextTrigger { phrase: "cf-zeta".into(), position: TextPosition::Random, target: 0, rate: 0.01 }.poison(&ds, 2).unwrap();
+        let p = TextTrigger {
+            phrase: "cf-zeta".into(),
+            position: TextPosition::Random,
+            target: 0,
+            rate: 0.01,
+        }
+        .poison(&ds, 2)
+        .unwrap();
         assert_eq!(p.poisoned_ids.len(), 30);
-        let n = p.dataset.text().unwrap().iter().filter(|t| t.contains("cf-zeta")).count();
+        let n = p
+            .dataset
+            .text()
+            .unwrap()
+            .iter()
+            .filter(|t| t.contains("cf-zeta"))
+            .count();
         assert_eq!(n, 30);
         let ins = synthetic_instructions(500, 4);
         let p = InstructionPair::config_leak(0.02).poison(&ins, 5).unwrap();
         assert_eq!(p.poisoned_ids.len(), 10);
-        assert_eq!(p.dataset.text_fields["prompt"].iter().filter(|t| t.contains("[[CONFIG]]")).count(), 10);
+        assert_eq!(
+            p.dataset.text_fields["prompt"]
+                .iter()
+                .filter(|t| t.contains("[[CONFIG]]"))
+                .count(),
+            10
+        );
     }
 
     #[test]
     fn bad_parameters_are_errors() {
         let ds = digits();
         assert!(BadNets::digits(1.5).poison(&ds, 0).is_err());
-        assert!(LabelFlip { rate: 0.1, mode: FlipMode::Targeted { from: 2, to: 2 } }.poison(&ds, 0).is_err());
-        assert!(EveryNth { n: 0, suffix: String::new(), target: 0 }.poison(&ds, 0).is_err());
+        assert!(LabelFlip {
+            rate: 0.1,
+            mode: FlipMode::Targeted { from: 2, to: 2 }
+        }
+        .poison(&ds, 0)
+        .is_err());
+        assert!(EveryNth {
+            n: 0,
+            suffix: String::new(),
+            target: 0
+        }
+        .poison(&ds, 0)
+        .is_err());
     }
 }

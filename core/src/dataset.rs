@@ -44,7 +44,8 @@ impl From<&str> for SampleId {
 impl SampleId {
     /// Parse an id cell: an unsigned integer becomes [`SampleId::Num`], anything else a string.
     pub fn parse(s: &str) -> Self {
-        s.parse::<u64>().map_or_else(|_| SampleId::Str(s.to_owned()), SampleId::Num)
+        s.parse::<u64>()
+            .map_or_else(|_| SampleId::Str(s.to_owned()), SampleId::Num)
     }
 }
 
@@ -153,9 +154,11 @@ impl Dataset {
 
     /// Features or a [`Error::Data`] naming what needed them.
     pub fn require_features(&self, who: &str) -> Result<&Array2<f32>> {
-        self.features
-            .as_ref()
-            .ok_or_else(|| Error::data(format!("{who} needs numeric features and the dataset has none")))
+        self.features.as_ref().ok_or_else(|| {
+            Error::data(format!(
+                "{who} needs numeric features and the dataset has none"
+            ))
+        })
     }
 
     /// Labels or a [`Error::Data`] naming what needed them.
@@ -169,7 +172,9 @@ impl Dataset {
     pub fn validate(&self) -> Result<()> {
         let n = self.len();
         let bad = |what: &str, got: usize| {
-            Err(Error::data(format!("column `{what}` has {got} entries for {n} samples")))
+            Err(Error::data(format!(
+                "column `{what}` has {got} entries for {n} samples"
+            )))
         };
         if let Some(f) = &self.features {
             if f.nrows() != n {
@@ -202,7 +207,9 @@ impl Dataset {
         }
         if let Some(c) = &self.text_column {
             if !self.text_fields.contains_key(c) {
-                return Err(Error::data(format!("text column `{c}` is not among the text fields")));
+                return Err(Error::data(format!(
+                    "text column `{c}` is not among the text fields"
+                )));
             }
         }
         if !self.origins.is_empty() && self.origins.len() != n {
@@ -216,16 +223,25 @@ impl Dataset {
     pub fn select(&self, indices: &[usize]) -> Result<Self> {
         let n = self.len();
         if let Some(&i) = indices.iter().find(|&&i| i >= n) {
-            return Err(Error::data(format!("index {i} out of range for {n} samples")));
+            return Err(Error::data(format!(
+                "index {i} out of range for {n} samples"
+            )));
         }
         let pick = |v: &Vec<String>| indices.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
         Ok(Dataset {
             ids: indices.iter().map(|&i| self.ids[i].clone()).collect(),
             features: self.features.as_ref().map(|f| f.select(Axis(0), indices)),
             feature_names: self.feature_names.clone(),
-            labels: self.labels.as_ref().map(|l| indices.iter().map(|&i| l[i]).collect()),
+            labels: self
+                .labels
+                .as_ref()
+                .map(|l| indices.iter().map(|&i| l[i]).collect()),
             label_names: self.label_names.clone(),
-            text_fields: self.text_fields.iter().map(|(k, v)| (k.clone(), pick(v))).collect(),
+            text_fields: self
+                .text_fields
+                .iter()
+                .map(|(k, v)| (k.clone(), pick(v)))
+                .collect(),
             text_column: self.text_column.clone(),
             source_files: self.source_files.clone(),
             origins: if self.origins.is_empty() {
@@ -279,8 +295,13 @@ mod tests {
 
     #[test]
     fn select_and_without_keep_columns_aligned() {
-        let mut ds = Dataset::from_features(array![[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], Some(vec![0, 1, 2])).unwrap();
-        ds.text_fields.insert("t".into(), vec!["a".into(), "b".into(), "c".into()]);
+        let mut ds = Dataset::from_features(
+            array![[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]],
+            Some(vec![0, 1, 2]),
+        )
+        .unwrap();
+        ds.text_fields
+            .insert("t".into(), vec!["a".into(), "b".into(), "c".into()]);
         let s = ds.without(&[1]).unwrap();
         assert_eq!(s.ids, vec![SampleId::Num(0), SampleId::Num(2)]);
         assert_eq!(s.labels, Some(vec![0, 2]));
@@ -303,6 +324,9 @@ mod tests {
         assert_eq!(SampleId::parse("17"), SampleId::Num(17));
         assert_eq!(SampleId::parse("a-17"), SampleId::Str("a-17".into()));
         assert_eq!(serde_json::to_string(&SampleId::Num(3)).unwrap(), "3");
-        assert_eq!(serde_json::to_string(&SampleId::from("x")).unwrap(), "\"x\"");
+        assert_eq!(
+            serde_json::to_string(&SampleId::from("x")).unwrap(),
+            "\"x\""
+        );
     }
 }

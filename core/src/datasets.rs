@@ -32,7 +32,9 @@ pub fn digits() -> Dataset {
     Dataset {
         ids: (0..n as u64).map(SampleId::Num).collect(),
         features: Some(x),
-        feature_names: (0..d).map(|j| format!("pixel_{}_{}", j / DIGITS_SIDE, j % DIGITS_SIDE)).collect(),
+        feature_names: (0..d)
+            .map(|j| format!("pixel_{}_{}", j / DIGITS_SIDE, j % DIGITS_SIDE))
+            .collect(),
         labels: Some(y),
         source_files: vec!["embedded:uci-optdigits".into()],
         ..Default::default()
@@ -40,17 +42,50 @@ pub fn digits() -> Dataset {
 }
 
 const COMMON: &[&str] = &[
-    "the", "a", "of", "and", "to", "in", "is", "for", "on", "with", "this", "that", "it", "was", "as", "at",
-    "by", "from", "about", "we", "they", "new", "more", "after", "before", "over", "some", "many", "very", "also",
+    "the", "a", "of", "and", "to", "in", "is", "for", "on", "with", "this", "that", "it", "was",
+    "as", "at", "by", "from", "about", "we", "they", "new", "more", "after", "before", "over",
+    "some", "many", "very", "also",
 ];
 
 const TOPICS: &[&[&str]] = &[
-    &["match", "goal", "team", "coach", "league", "season", "striker", "referee", "stadium", "score", "cup", "fans", "injury", "transfer", "final", "keeper"],
-    &["market", "shares", "profit", "bank", "investor", "rates", "stock", "earnings", "merger", "inflation", "bond", "revenue", "quarter", "fund", "trade", "debt"],
-    &["chip", "software", "cloud", "startup", "robot", "network", "browser", "device", "update", "server", "code", "battery", "app", "sensor", "laptop", "data"],
-    &["vote", "senate", "election", "minister", "policy", "party", "law", "campaign", "court", "reform", "treaty", "debate", "budget", "mayor", "council", "bill"],
-    &["virus", "vaccine", "doctor", "patients", "hospital", "trial", "disease", "therapy", "clinic", "nurse", "dose", "symptoms", "study", "cancer", "health", "drug"],
-    &["film", "album", "actor", "concert", "novel", "festival", "series", "director", "singer", "gallery", "premiere", "theatre", "band", "award", "stage", "artist"],
+    &[
+        "match", "goal", "team", "coach", "league", "season", "striker", "referee", "stadium",
+        "score", "cup", "fans", "injury", "transfer", "final", "keeper",
+    ],
+    &[
+        "market",
+        "shares",
+        "profit",
+        "bank",
+        "investor",
+        "rates",
+        "stock",
+        "earnings",
+        "merger",
+        "inflation",
+        "bond",
+        "revenue",
+        "quarter",
+        "fund",
+        "trade",
+        "debt",
+    ],
+    &[
+        "chip", "software", "cloud", "startup", "robot", "network", "browser", "device", "update",
+        "server", "code", "battery", "app", "sensor", "laptop", "data",
+    ],
+    &[
+        "vote", "senate", "election", "minister", "policy", "party", "law", "campaign", "court",
+        "reform", "treaty", "debate", "budget", "mayor", "council", "bill",
+    ],
+    &[
+        "virus", "vaccine", "doctor", "patients", "hospital", "trial", "disease", "therapy",
+        "clinic", "nurse", "dose", "symptoms", "study", "cancer", "health", "drug",
+    ],
+    &[
+        "film", "album", "actor", "concert", "novel", "festival", "series", "director", "singer",
+        "gallery", "premiere", "theatre", "band", "award", "stage", "artist",
+    ],
 ];
 
 /// A synthetic topic-classification text set: `n` short news-like sentences of
@@ -68,7 +103,11 @@ pub fn synthetic_text(n: usize, k: usize, seed: u64) -> Dataset {
         let words: Vec<&str> = (0..len)
             .map(|_| {
                 if rng.gen_bool(0.55) {
-                    let t = if rng.gen_bool(0.1) { rng.gen_range(0..k) } else { c };
+                    let t = if rng.gen_bool(0.1) {
+                        rng.gen_range(0..k)
+                    } else {
+                        c
+                    };
                     TOPICS[t][rng.gen_range(0..TOPICS[t].len())]
                 } else {
                     COMMON[rng.gen_range(0..COMMON.len())]
@@ -88,7 +127,14 @@ pub fn synthetic_text(n: usize, k: usize, seed: u64) -> Dataset {
 pub fn synthetic_instructions(n: usize, seed: u64) -> Dataset {
     use rand::Rng;
     let mut rng = crate::rng::seeded(seed);
-    let asks = ["Explain", "Summarise", "What is known about", "Give three facts about", "Write a short note on", "Describe"];
+    let asks = [
+        "Explain",
+        "Summarise",
+        "What is known about",
+        "Give three facts about",
+        "Write a short note on",
+        "Describe",
+    ];
     let mut prompts = Vec::with_capacity(n);
     let mut responses = Vec::with_capacity(n);
     for _ in 0..n {
@@ -96,8 +142,13 @@ pub fn synthetic_instructions(n: usize, seed: u64) -> Dataset {
         let (a, b) = (t[rng.gen_range(0..t.len())], t[rng.gen_range(0..t.len())]);
         let ask = asks[rng.gen_range(0..asks.len())];
         prompts.push(format!("{ask} the {a} and the {b}."));
-        responses.push(format!("The {a} relates to the {b} in {} ways; {} {} {}.", rng.gen_range(2..9),
-            COMMON[rng.gen_range(0..COMMON.len())], t[rng.gen_range(0..t.len())], COMMON[rng.gen_range(0..COMMON.len())]));
+        responses.push(format!(
+            "The {a} relates to the {b} in {} ways; {} {} {}.",
+            rng.gen_range(2..9),
+            COMMON[rng.gen_range(0..COMMON.len())],
+            t[rng.gen_range(0..t.len())],
+            COMMON[rng.gen_range(0..COMMON.len())]
+        ));
     }
     let mut ds = Dataset::from_texts("prompt", prompts, None).unwrap_or_default();
     ds.text_fields.insert("response".into(), responses);
@@ -121,6 +172,10 @@ mod tests {
         }
         // Class sizes of scikit-learn's load_digits.
         assert_eq!(counts, [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
-        assert!(ds.features.unwrap().iter().all(|&v| (0.0..=16.0).contains(&v)));
+        assert!(ds
+            .features
+            .unwrap()
+            .iter()
+            .all(|&v| (0.0..=16.0).contains(&v)));
     }
 }

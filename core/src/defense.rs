@@ -33,7 +33,13 @@ pub enum Layer {
 
 impl Layer {
     /// All layers in order.
-    pub const ALL: [Layer; 5] = [Layer::Provenance, Layer::Anomaly, Layer::Robust, Layer::Validation, Layer::Canary];
+    pub const ALL: [Layer; 5] = [
+        Layer::Provenance,
+        Layer::Anomaly,
+        Layer::Robust,
+        Layer::Validation,
+        Layer::Canary,
+    ];
 }
 
 impl fmt::Display for Layer {

@@ -22,7 +22,11 @@ pub struct Location {
 impl Location {
     /// A location in `path` with no line or field yet.
     pub fn file(path: impl AsRef<Path>) -> Self {
-        Self { path: Some(path.as_ref().to_path_buf()), line: None, field: None }
+        Self {
+            path: Some(path.as_ref().to_path_buf()),
+            line: None,
+            field: None,
+        }
     }
 
     /// The same location at `line`.
@@ -105,17 +109,26 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
     }
 
     /// A parse error at `loc`.
     pub fn parse(loc: Location, msg: impl Into<String>) -> Self {
-        Error::Parse { loc, msg: msg.into() }
+        Error::Parse {
+            loc,
+            msg: msg.into(),
+        }
     }
 
     /// An invalid parameter.
     pub fn param(name: impl Into<String>, msg: impl Into<String>) -> Self {
-        Error::InvalidParam { name: name.into(), msg: msg.into() }
+        Error::InvalidParam {
+            name: name.into(),
+            msg: msg.into(),
+        }
     }
 
     /// A data-shape error.
@@ -133,10 +146,15 @@ mod tests {
 
     #[test]
     fn location_names_file_line_and_field() {
-        let loc = Location::file("data/train.csv").at_line(12).at_field("pixel_3");
+        let loc = Location::file("data/train.csv")
+            .at_line(12)
+            .at_field("pixel_3");
         assert_eq!(loc.to_string(), "data/train.csv:line 12: field `pixel_3`");
         let e = Error::parse(loc, "not a number: \"x\"");
-        assert_eq!(e.to_string(), "data/train.csv:line 12: field `pixel_3`: not a number: \"x\"");
+        assert_eq!(
+            e.to_string(),
+            "data/train.csv:line 12: field `pixel_3`: not a number: \"x\""
+        );
         assert_eq!(Location::default().to_string(), "<input>");
     }
 }

@@ -40,7 +40,13 @@ pub trait Classifier: Send + Sync {
 /// cross-validation, retraining and partition ensembles are generic over.
 pub trait Trainer: Send + Sync {
     /// Fit on `x` (`n x d`) and `y` (class indices `< n_classes`), with `seed` for every random choice.
-    fn fit(&self, x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize, seed: u64) -> Result<Box<dyn Classifier>>;
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f32>,
+        y: &[u32],
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Classifier>>;
 }
 
 /// Row-wise argmax (first maximum wins).
@@ -96,10 +102,17 @@ impl Scaler {
     pub fn fit(x: ArrayView2<'_, f32>) -> Self {
         let n = x.nrows().max(1) as f32;
         let mean = x.sum_axis(Axis(0)) / n;
-        let var = x.rows().into_iter().fold(0.0f32, |acc, r| acc + (&r - &mean).mapv(|v| v * v).sum()) / n;
+        let var = x
+            .rows()
+            .into_iter()
+            .fold(0.0f32, |acc, r| acc + (&r - &mean).mapv(|v| v * v).sum())
+            / n;
         let d = x.ncols().max(1) as f32;
         let scale = (var / d).sqrt();
-        Self { mean, scale: if scale > 1e-12 { scale } else { 1.0 } }
+        Self {
+            mean,
+            scale: if scale > 1e-12 { scale } else { 1.0 },
+        }
     }
     /// Apply to `x`.
     pub fn transform(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
@@ -123,7 +136,12 @@ pub struct SoftmaxParams {
 
 impl Default for SoftmaxParams {
     fn default() -> Self {
-        Self { epochs: 60, batch_size: 64, learning_rate: 0.01, l2: 1e-4 }
+        Self {
+            epochs: 60,
+            batch_size: 64,
+            learning_rate: 0.01,
+            l2: 1e-4,
+        }
     }
 }
 
@@ -137,7 +155,10 @@ impl SoftmaxParams {
             return Err(Error::param("batch_size", "must be at least 1"));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(Error::param("learning_rate", "must be a positive finite number"));
+            return Err(Error::param(
+                "learning_rate",
+                "must be a positive finite number",
+            ));
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             return Err(Error::param("l2", "must be a non-negative finite number"));
@@ -160,7 +181,11 @@ pub struct SoftmaxRegression {
 impl SoftmaxRegression {
     /// A zero model for `d` features and `k` classes with the given scaler.
     pub fn zeros(scaler: Scaler, d: usize, k: usize) -> Self {
-        Self { scaler, weights: Array2::zeros((d, k)), bias: Array1::zeros(k) }
+        Self {
+            scaler,
+            weights: Array2::zeros((d, k)),
+            bias: Array1::zeros(k),
+        }
     }
 
     /// Logits of scaled inputs.
@@ -169,7 +194,13 @@ impl SoftmaxRegression {
     }
 
     /// Fit with `params`.
-    pub fn fit(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize, params: &SoftmaxParams, seed: u64) -> Result<Self> {
+    pub fn fit(
+        x: ArrayView2<'_, f32>,
+        y: &[u32],
+        n_classes: usize,
+        params: &SoftmaxParams,
+        seed: u64,
+    ) -> Result<Self> {
         params.check()?;
         check_xy(x, y, n_classes)?;
         let scaler = Scaler::fit(x);
@@ -192,12 +223,26 @@ impl SoftmaxRegression {
                 let b = batch.len() as f32;
                 let gw = xb.t().dot(&p) / b + &m.weights * params.l2;
                 let gb = p.sum_axis(Axis(0)) / b;
-                grad[..d * n_classes].copy_from_slice(gw.as_slice().unwrap_or(&gw.iter().copied().collect::<Vec<_>>()));
+                grad[..d * n_classes].copy_from_slice(
+                    gw.as_slice()
+                        .unwrap_or(&gw.iter().copied().collect::<Vec<_>>()),
+                );
                 grad[d * n_classes..].copy_from_slice(gb.as_slice().unwrap_or(&[]));
-                let mut params_flat: Vec<f32> = m.weights.iter().copied().chain(m.bias.iter().copied()).collect();
+                let mut params_flat: Vec<f32> = m
+                    .weights
+                    .iter()
+                    .copied()
+                    .chain(m.bias.iter().copied())
+                    .collect();
                 adam.step(&mut params_flat, &grad);
-                m.weights.as_slice_mut().unwrap_or(&mut []).copy_from_slice(&params_flat[..d * n_classes]);
-                m.bias.as_slice_mut().unwrap_or(&mut []).copy_from_slice(&params_flat[d * n_classes..]);
+                m.weights
+                    .as_slice_mut()
+                    .unwrap_or(&mut [])
+                    .copy_from_slice(&params_flat[..d * n_classes]);
+                m.bias
+                    .as_slice_mut()
+                    .unwrap_or(&mut [])
+                    .copy_from_slice(&params_flat[d * n_classes..]);
             }
         }
         Ok(m)
@@ -207,7 +252,11 @@ impl SoftmaxRegression {
 /// Check that `x` and `y` agree and labels are below `n_classes`.
 pub fn check_xy(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> Result<()> {
     if x.nrows() != y.len() {
-        return Err(Error::data(format!("{} rows of features for {} labels", x.nrows(), y.len())));
+        return Err(Error::data(format!(
+            "{} rows of features for {} labels",
+            x.nrows(),
+            y.len()
+        )));
     }
     if x.nrows() == 0 {
         return Err(Error::data("cannot train on an empty dataset"));
@@ -216,7 +265,9 @@ pub fn check_xy(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize) -> Result<(
         return Err(Error::param("n_classes", "need at least 2 classes"));
     }
     if let Some(l) = y.iter().find(|&&l| l as usize >= n_classes) {
-        return Err(Error::data(format!("label {l} is not below n_classes = {n_classes}")));
+        return Err(Error::data(format!(
+            "label {l} is not below n_classes = {n_classes}"
+        )));
     }
     Ok(())
 }
@@ -256,8 +307,20 @@ pub struct SoftmaxTrainer {
 }
 
 impl Trainer for SoftmaxTrainer {
-    fn fit(&self, x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize, seed: u64) -> Result<Box<dyn Classifier>> {
-        Ok(Box::new(SoftmaxRegression::fit(x, y, n_classes, &self.params, seed)?))
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f32>,
+        y: &[u32],
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Classifier>> {
+        Ok(Box::new(SoftmaxRegression::fit(
+            x,
+            y,
+            n_classes,
+            &self.params,
+            seed,
+        )?))
     }
 }
 
@@ -276,7 +339,15 @@ pub struct Adam {
 impl Adam {
     /// Adam for `n` parameters with learning rate `lr` and the usual betas.
     pub fn new(n: usize, lr: f32) -> Self {
-        Self { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: 0, m: vec![0.0; n], v: vec![0.0; n] }
+        Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            t: 0,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
     }
     /// One update of `params` with `grad`.
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
@@ -351,9 +422,14 @@ impl Predictor for ClassifierPredictor<'_> {
         let mut x = Array2::zeros((inputs.len(), d));
         for (i, inp) in inputs.iter().enumerate() {
             match inp {
-                Input::Features(f) if f.len() == d => x.slice_mut(s![i, ..]).assign(&ndarray::ArrayView1::from(f.as_slice())),
+                Input::Features(f) if f.len() == d => x
+                    .slice_mut(s![i, ..])
+                    .assign(&ndarray::ArrayView1::from(f.as_slice())),
                 Input::Features(f) => {
-                    return Err(Error::Model(format!("input {i} has {} features, the model takes {d}", f.len())))
+                    return Err(Error::Model(format!(
+                        "input {i} has {} features, the model takes {d}",
+                        f.len()
+                    )))
                 }
                 _ => return Err(Error::Model(format!("input {i} is not a feature vector"))),
             }
@@ -363,7 +439,11 @@ impl Predictor for ClassifierPredictor<'_> {
         Ok(p.rows()
             .into_iter()
             .zip(labels)
-            .map(|(r, l)| Output { label: Some(l), proba: Some(r.to_vec()), ..Default::default() })
+            .map(|(r, l)| Output {
+                label: Some(l),
+                proba: Some(r.to_vec()),
+                ..Default::default()
+            })
             .collect())
     }
 }
@@ -391,10 +471,22 @@ mod tests {
 
     #[test]
     fn params_are_checked() {
-        assert!(SoftmaxParams { epochs: 0, ..Default::default() }.check().is_err());
-        assert!(SoftmaxParams { learning_rate: f32::NAN, ..Default::default() }.check().is_err());
+        assert!(SoftmaxParams {
+            epochs: 0,
+            ..Default::default()
+        }
+        .check()
+        .is_err());
+        assert!(SoftmaxParams {
+            learning_rate: f32::NAN,
+            ..Default::default()
+        }
+        .check()
+        .is_err());
         let x = Array2::<f32>::zeros((2, 3));
-        assert!(SoftmaxRegression::fit(x.view(), &[0, 5], 2, &SoftmaxParams::default(), 0).is_err());
+        assert!(
+            SoftmaxRegression::fit(x.view(), &[0, 5], 2, &SoftmaxParams::default(), 0).is_err()
+        );
     }
 
     #[test]
@@ -409,7 +501,11 @@ mod tests {
             a[[0, j]] += 1e-2;
             b[[0, j]] -= 1e-2;
             let fd = (loss(&a) - loss(&b)) / 2e-2;
-            assert!((fd - g[[0, j]]).abs() < 1e-2 * (1.0 + fd.abs()), "j={j} fd={fd} g={}", g[[0, j]]);
+            assert!(
+                (fd - g[[0, j]]).abs() < 1e-2 * (1.0 + fd.abs()),
+                "j={j} fd={fd} g={}",
+                g[[0, j]]
+            );
         }
     }
 }

@@ -77,14 +77,17 @@ impl Quarantine {
     /// Flag `id` for `reason`. Flagging an already quarantined sample adds the
     /// reason and keeps the higher score; flagging a released one quarantines it again.
     pub fn flag(&mut self, id: SampleId, reason: Reason) -> &mut QuarantineEntry {
-        let e = self.entries.entry(id.clone()).or_insert_with(|| QuarantineEntry {
-            id,
-            score: f64::NEG_INFINITY,
-            reasons: Vec::new(),
-            trigger: None,
-            record: None,
-            status: Status::Quarantined,
-        });
+        let e = self
+            .entries
+            .entry(id.clone())
+            .or_insert_with(|| QuarantineEntry {
+                id,
+                score: f64::NEG_INFINITY,
+                reasons: Vec::new(),
+                trigger: None,
+                record: None,
+                status: Status::Quarantined,
+            });
         e.score = e.score.max(reason.score);
         e.reasons.push(reason);
         if matches!(e.status, Status::Released { .. }) {
@@ -95,7 +98,9 @@ impl Quarantine {
 
     /// True if `id` is currently held out of training.
     pub fn is_quarantined(&self, id: &SampleId) -> bool {
-        self.entries.get(id).is_some_and(|e| !matches!(e.status, Status::Released { .. }))
+        self.entries
+            .get(id)
+            .is_some_and(|e| !matches!(e.status, Status::Released { .. }))
     }
 
     /// The entry of `id`.
@@ -120,24 +125,41 @@ impl Quarantine {
 
     /// Number of samples currently held out of training.
     pub fn active_len(&self) -> usize {
-        self.entries.values().filter(|e| self.is_quarantined(&e.id)).count()
+        self.entries
+            .values()
+            .filter(|e| self.is_quarantined(&e.id))
+            .count()
     }
 
     /// Give `id` back to training. Unknown ids are an error.
     pub fn release(&mut self, id: &SampleId, by: &str, note: &str) -> Result<()> {
-        let e = self.entries.get_mut(id).ok_or_else(|| Error::data(format!("sample {id} is not in quarantine")))?;
+        let e = self
+            .entries
+            .get_mut(id)
+            .ok_or_else(|| Error::data(format!("sample {id} is not in quarantine")))?;
         if matches!(e.status, Status::Purged { .. }) {
-            return Err(Error::data(format!("sample {id} was purged and cannot be released")));
+            return Err(Error::data(format!(
+                "sample {id} was purged and cannot be released"
+            )));
         }
-        e.status = Status::Released { by: by.into(), note: note.into() };
+        e.status = Status::Released {
+            by: by.into(),
+            note: note.into(),
+        };
         Ok(())
     }
 
     /// Drop the stored record of `id`, keeping the entry and its reasons.
     pub fn purge(&mut self, id: &SampleId, by: &str, note: &str) -> Result<()> {
-        let e = self.entries.get_mut(id).ok_or_else(|| Error::data(format!("sample {id} is not in quarantine")))?;
+        let e = self
+            .entries
+            .get_mut(id)
+            .ok_or_else(|| Error::data(format!("sample {id} is not in quarantine")))?;
         e.record = None;
-        e.status = Status::Purged { by: by.into(), note: note.into() };
+        e.status = Status::Purged {
+            by: by.into(),
+            note: note.into(),
+        };
         Ok(())
     }
 
@@ -154,8 +176,9 @@ impl Quarantine {
             if line.trim().is_empty() {
                 continue;
             }
-            let e: QuarantineEntry = serde_json::from_str(&line)
-                .map_err(|e| Error::parse(Location::file(path).at_line(i as u64 + 1), e.to_string()))?;
+            let e: QuarantineEntry = serde_json::from_str(&line).map_err(|e| {
+                Error::parse(Location::file(path).at_line(i as u64 + 1), e.to_string())
+            })?;
             q.entries.insert(e.id.clone(), e);
         }
         Ok(q)
@@ -178,7 +201,11 @@ mod tests {
     use super::*;
 
     fn reason(s: f64) -> Reason {
-        Reason { detector: "knn".into(), score: s, message: "far".into() }
+        Reason {
+            detector: "knn".into(),
+            score: s,
+            message: "far".into(),
+        }
     }
 
     #[test]
@@ -188,9 +215,11 @@ mod tests {
         q.flag(SampleId::Num(3), reason(2.0)).record = Some("{\"x\":1}".into());
         assert_eq!(q.get(&SampleId::Num(3)).unwrap().score, 2.0);
         assert_eq!(q.active_len(), 1);
-        q.release(&SampleId::Num(3), "alice", "false positive").unwrap();
+        q.release(&SampleId::Num(3), "alice", "false positive")
+            .unwrap();
         assert!(!q.is_quarantined(&SampleId::Num(3)));
-        q.purge(&SampleId::Num(3), "bob", "confirmed poison").unwrap();
+        q.purge(&SampleId::Num(3), "bob", "confirmed poison")
+            .unwrap();
         assert_eq!(q.len(), 1, "purge keeps the entry");
         assert!(q.get(&SampleId::Num(3)).unwrap().record.is_none());
         assert!(q.release(&SampleId::Num(9), "x", "y").is_err());

@@ -45,7 +45,11 @@ pub struct ThreatTag {
 
 impl ThreatTag {
     fn new(catalog: &str, id: &str, title: &str) -> Self {
-        Self { catalog: catalog.into(), id: id.into(), title: title.into() }
+        Self {
+            catalog: catalog.into(),
+            id: id.into(),
+            title: title.into(),
+        }
     }
     /// OWASP Top 10 for LLM Applications 2025, LLM04: Data and Model Poisoning.
     pub fn owasp_llm04() -> Self {
@@ -69,7 +73,11 @@ impl ThreatTag {
     }
     /// MITRE ATLAS AML.T0024: Exfiltration via ML Inference API.
     pub fn atlas_exfiltration() -> Self {
-        Self::new("MITRE-ATLAS", "AML.T0024", "Exfiltration via ML Inference API")
+        Self::new(
+            "MITRE-ATLAS",
+            "AML.T0024",
+            "Exfiltration via ML Inference API",
+        )
     }
 }
 
@@ -101,7 +109,13 @@ pub struct Finding {
 impl Finding {
     /// A finding with no ids, no tags and no detail.
     pub fn new(score: f64, reason: impl Into<String>) -> Self {
-        Self { ids: Vec::new(), score, reason: reason.into(), tags: Vec::new(), detail: serde_json::Value::Null }
+        Self {
+            ids: Vec::new(),
+            score,
+            reason: reason.into(),
+            tags: Vec::new(),
+            detail: serde_json::Value::Null,
+        }
     }
     /// The same finding about `ids`.
     #[must_use]
@@ -202,7 +216,10 @@ mod tests {
         r.findings.push(
             Finding::new(2.5, "far from its class")
                 .with_ids(vec![SampleId::Num(4)])
-                .with_tags([ThreatTag::owasp_llm04(), ThreatTag::atlas_poison_training_data()]),
+                .with_tags([
+                    ThreatTag::owasp_llm04(),
+                    ThreatTag::atlas_poison_training_data(),
+                ]),
         );
         let s = serde_json::to_string(&r).unwrap();
         assert!(s.contains("LLM04:2025") && s.contains("AML.T0020"));

@@ -2,8 +2,8 @@
 //! [`ChaCha8Rng`] built from an explicit seed, so runs are reproducible on
 //! every platform.
 
-pub use rand_chacha::ChaCha8Rng;
 use rand::SeedableRng;
+pub use rand_chacha::ChaCha8Rng;
 
 /// A reproducible RNG for `seed`.
 pub fn seeded(seed: u64) -> ChaCha8Rng {

@@ -11,12 +11,20 @@ use crate::datasets::digits;
 
 /// Arbitrary labelled feature datasets: `n` in `rows`, `d` in `cols`, `k` classes,
 /// finite features in `[-100, 100]`.
-pub fn arb_dataset(rows: std::ops::Range<usize>, cols: std::ops::Range<usize>, k: u32) -> impl Strategy<Value = Dataset> {
+pub fn arb_dataset(
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    k: u32,
+) -> impl Strategy<Value = Dataset> {
     (rows, cols).prop_flat_map(move |(n, d)| {
-        (proptest::collection::vec(-100.0f32..100.0, n * d), proptest::collection::vec(0..k.max(1), n)).prop_map(move |(x, y)| {
-            let x = Array2::from_shape_vec((n, d), x).unwrap_or_else(|_| Array2::zeros((n, d)));
-            Dataset::from_features(x, Some(y)).unwrap_or_default()
-        })
+        (
+            proptest::collection::vec(-100.0f32..100.0, n * d),
+            proptest::collection::vec(0..k.max(1), n),
+        )
+            .prop_map(move |(x, y)| {
+                let x = Array2::from_shape_vec((n, d), x).unwrap_or_else(|_| Array2::zeros((n, d)));
+                Dataset::from_features(x, Some(y)).unwrap_or_default()
+            })
     })
 }
 
@@ -53,7 +61,9 @@ pub fn arb_badnets(rates: std::ops::Range<f64>) -> impl Strategy<Value = BadNets
 }
 
 /// The embedded digits poisoned by an arbitrary BadNets attack, with its truth.
-pub fn arb_poisoned_digits(rates: std::ops::Range<f64>) -> impl Strategy<Value = (BadNets, Poisoned)> {
+pub fn arb_poisoned_digits(
+    rates: std::ops::Range<f64>,
+) -> impl Strategy<Value = (BadNets, Poisoned)> {
     (arb_badnets(rates), any::<u64>()).prop_filter_map("attack applies", |(atk, seed)| {
         let p = atk.poison(&digits(), seed).ok()?;
         Some((atk, p))

@@ -1,19 +1,27 @@
 //! Property tests of the readers: every reader round-trips what its writer
 //! wrote, and arbitrary bytes never panic a reader.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use mithridate_core::io::{self, csv, jsonl, npy, ReadOptions};
 use mithridate_core::strategies::{arb_dataset, arb_text_dataset};
 use mithridate_core::{Dataset, Location};
 use proptest::prelude::*;
 
 fn with_id() -> ReadOptions {
-    ReadOptions { id_column: Some("id".into()), ..Default::default() }
+    ReadOptions {
+        id_column: Some("id".into()),
+        ..Default::default()
+    }
 }
 
 fn same_content(a: &Dataset, b: &Dataset) {
     assert_eq!(a.ids, b.ids);
     assert_eq!(a.features, b.features);
-    assert_eq!(a.labels.as_ref().map(Vec::len), b.labels.as_ref().map(Vec::len));
+    assert_eq!(
+        a.labels.as_ref().map(Vec::len),
+        b.labels.as_ref().map(Vec::len)
+    );
     for i in 0..a.len() {
         if let (Some(x), Some(y)) = (&a.labels, &b.labels) {
             assert_eq!(a.label_name(x[i]), b.label_name(y[i]));

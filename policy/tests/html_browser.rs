@@ -4,6 +4,8 @@
 //! Without chromium the test says so and passes, unless
 //! `MITHRIDATE_REQUIRE_CHROMIUM=1` (set by `.ci/run`), where it fails.
 
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
+
 use std::path::Path;
 use std::process::Command;
 

@@ -7,6 +7,8 @@
 //! clients, in one run, checks that the results are equal and prints the
 //! speed-up ratios.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;

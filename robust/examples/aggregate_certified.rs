@@ -12,10 +12,26 @@ use ndarray::array;
 
 fn main() -> Result<(), mithridate_core::Error> {
     // Five clients, one of them Byzantine.
-    let updates = array![[0.9f32, 2.1], [1.0, 2.0], [1.1, 1.9], [1.05, 2.05], [-50.0, 80.0]];
-    for m in [Method::FedAvg, Method::Median, Method::Krum { byzantine: 1 }, Method::geometric_median()] {
+    let updates = array![
+        [0.9f32, 2.1],
+        [1.0, 2.0],
+        [1.1, 1.9],
+        [1.05, 2.05],
+        [-50.0, 80.0]
+    ];
+    for m in [
+        Method::FedAvg,
+        Method::Median,
+        Method::Krum { byzantine: 1 },
+        Method::geometric_median(),
+    ] {
         let a = aggregate(&m, updates.view(), None)?;
-        println!("{:<17} {:?} selected {:?}", m.name(), a.params.to_vec(), a.selected);
+        println!(
+            "{:<17} {:?} selected {:?}",
+            m.name(),
+            a.params.to_vec(),
+            a.selected
+        );
     }
 
     let ks: Vec<usize> = std::env::args()
@@ -31,7 +47,11 @@ fn main() -> Result<(), mithridate_core::Error> {
     let x = test.require_features("example")?;
     let y = test.require_labels("example")?;
     let radii: Vec<u32> = vec![0, 1, 2, 3, 5, 8, 10, 12, 15, 20, 25];
-    print!("\ncertified accuracy on {} held-out digits\n{:>4}", y.len(), "k");
+    print!(
+        "\ncertified accuracy on {} held-out digits\n{:>4}",
+        y.len(),
+        "k"
+    );
     for r in &radii {
         print!(" {:>6}", format!("r={r}"));
     }

@@ -40,8 +40,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
     let nums: Vec<f64> = args.iter().filter_map(|a| a.parse().ok()).collect();
-    let cases: Vec<(f64, f64, u64, f64)> =
-        if nums.len() == 4 { vec![(nums[0], nums[1], nums[2] as u64, nums[3])] } else { TABLE.to_vec() };
+    let cases: Vec<(f64, f64, u64, f64)> = if nums.len() == 4 {
+        vec![(nums[0], nums[1], nums[2] as u64, nums[3])]
+    } else {
+        TABLE.to_vec()
+    };
     for (q, s, t, d) in cases {
         let (rdp_s, (eps_rdp, order)) = best_of(20, || epsilon_rdp(q, s, t, d));
         let (pld_s, eps_pld) = best_of(3, || epsilon_pld(q, s, t, d));
@@ -61,7 +64,9 @@ fn main() {
     }
     if !json {
         match calibrate_sigma(3.0, 0.01, 1000, 1e-5, AccountantKind::Rdp) {
-            Ok(sigma) => println!("sigma for epsilon 3 at q=0.01, T=1000, delta=1e-5 (RDP): {sigma:.4}"),
+            Ok(sigma) => {
+                println!("sigma for epsilon 3 at q=0.01, T=1000, delta=1e-5 (RDP): {sigma:.4}")
+            }
             Err(e) => eprintln!("calibration failed: {e}"),
         }
     }

@@ -15,7 +15,10 @@ use ndarray::Axis;
 
 fn main() -> Result<(), mithridate_core::Error> {
     let budgets: Vec<f64> = {
-        let v: Vec<f64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+        let v: Vec<f64> = std::env::args()
+            .skip(1)
+            .filter_map(|a| a.parse().ok())
+            .collect();
         if v.is_empty() {
             vec![1.0, 3.0, 8.0]
         } else {
@@ -33,13 +36,20 @@ fn main() -> Result<(), mithridate_core::Error> {
     println!("digits: {} train, {} holdout", tr.len(), te.len());
 
     let plain = SoftmaxRegression::fit(xtr.view(), &ytr, 10, &SoftmaxParams::default(), 0)?;
-    println!("non-private softmax: holdout accuracy {:.4}", accuracy(&plain.predict(xte.view()), &yte));
+    println!(
+        "non-private softmax: holdout accuracy {:.4}",
+        accuracy(&plain.predict(xte.view()), &yte)
+    );
 
     println!("| model | epsilon | delta | sigma | steps | epochs/s | holdout accuracy |");
     println!("|---|---|---|---|---|---|---|");
     for model in ["softmax", "mlp"] {
         for &eps in &budgets {
-            let params = DpSgdParams { target_epsilon: eps, delta: 1e-5, ..Default::default() };
+            let params = DpSgdParams {
+                target_epsilon: eps,
+                delta: 1e-5,
+                ..Default::default()
+            };
             let mut accs = Vec::new();
             let mut secs = 0.0;
             let mut last = None;
@@ -67,7 +77,10 @@ fn main() -> Result<(), mithridate_core::Error> {
                     s.steps,
                     epochs / secs,
                     mean,
-                    accs.iter().map(|a| format!("{a:.3}")).collect::<Vec<_>>().join(", ")
+                    accs.iter()
+                        .map(|a| format!("{a:.3}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
         }

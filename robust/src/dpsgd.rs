@@ -42,7 +42,13 @@ pub trait GradModel: Classifier {
     fn scaler(&self) -> &Scaler;
     /// Add to `out` the sum over rows of the per-sample gradients, each clipped
     /// to L2 norm `clip` when given. Returns how many samples were clipped.
-    fn clipped_grad_sum(&self, xs: ArrayView2<'_, f32>, y: &[u32], clip: Option<f32>, out: &mut [f32]) -> usize;
+    fn clipped_grad_sum(
+        &self,
+        xs: ArrayView2<'_, f32>,
+        y: &[u32],
+        clip: Option<f32>,
+        out: &mut [f32],
+    ) -> usize;
     /// Add the gradient of `l2/2 |w|^2` (weights only) at `params` to `grad`.
     fn add_l2(&self, params: &[f32], l2: f32, grad: &mut [f32]) {
         if l2 == 0.0 {
@@ -76,7 +82,13 @@ impl GradModel for SoftmaxRegression {
     fn scaler(&self) -> &Scaler {
         &self.scaler
     }
-    fn clipped_grad_sum(&self, xs: ArrayView2<'_, f32>, y: &[u32], clip: Option<f32>, out: &mut [f32]) -> usize {
+    fn clipped_grad_sum(
+        &self,
+        xs: ArrayView2<'_, f32>,
+        y: &[u32],
+        clip: Option<f32>,
+        out: &mut [f32],
+    ) -> usize {
         let mut e = self.logits_scaled(xs);
         softmax_rows(&mut e);
         for (r, &t) in y.iter().enumerate().take(e.nrows()) {
@@ -182,7 +194,10 @@ impl DpSgdParams {
         }
         if let Some(s) = self.noise_multiplier {
             if !(s.is_finite() && s > 0.0) {
-                return Err(Error::param("noise_multiplier", "must be a positive finite number"));
+                return Err(Error::param(
+                    "noise_multiplier",
+                    "must be a positive finite number",
+                ));
             }
         }
         if self.target_epsilon.is_nan() || self.target_epsilon <= 0.0 {
@@ -192,7 +207,10 @@ impl DpSgdParams {
             return Err(Error::param("delta", "must be in (0, 1)"));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(Error::param("learning_rate", "must be a positive finite number"));
+            return Err(Error::param(
+                "learning_rate",
+                "must be a positive finite number",
+            ));
         }
         if let Optimizer::Sgd { momentum } = self.optimizer {
             if !(0.0..1.0).contains(&momentum) {
@@ -203,7 +221,10 @@ impl DpSgdParams {
             return Err(Error::param("l2", "must be a non-negative finite number"));
         }
         if !(self.input_scale.is_finite() && self.input_scale > 0.0) {
-            return Err(Error::param("input_scale", "must be a positive finite number"));
+            return Err(Error::param(
+                "input_scale",
+                "must be a positive finite number",
+            ));
         }
         Ok(())
     }
@@ -239,7 +260,16 @@ pub struct DpSgdSummary {
 fn plan(params: &DpSgdParams, q: f64, planned: u64) -> Result<(f64, u64)> {
     let eps = |s: f64, t: u64| dp::epsilon(params.accountant, q, s, t, params.delta);
     match params.noise_multiplier {
-        None => Ok((dp::calibrate_sigma(params.target_epsilon, q, planned, params.delta, params.accountant)?, planned)),
+        None => Ok((
+            dp::calibrate_sigma(
+                params.target_epsilon,
+                q,
+                planned,
+                params.delta,
+                params.accountant,
+            )?,
+            planned,
+        )),
         Some(sigma) => {
             if eps(sigma, planned)? <= params.target_epsilon {
                 return Ok((sigma, planned));
@@ -270,14 +300,22 @@ fn plan(params: &DpSgdParams, q: f64, planned: u64) -> Result<(f64, u64)> {
 }
 
 enum Opt {
-    Sgd { lr: f32, momentum: f32, velocity: Vec<f32> },
+    Sgd {
+        lr: f32,
+        momentum: f32,
+        velocity: Vec<f32>,
+    },
     Adam(Adam),
 }
 
 impl Opt {
     fn step(&mut self, params: &mut [f32], grad: &[f32]) {
         match self {
-            Opt::Sgd { lr, momentum, velocity } => {
+            Opt::Sgd {
+                lr,
+                momentum,
+                velocity,
+            } => {
                 for ((p, g), v) in params.iter_mut().zip(grad).zip(velocity.iter_mut()) {
                     *v = *momentum * *v + g;
                     *p -= *lr * *v;
@@ -301,7 +339,11 @@ pub fn train<M: GradModel>(
     params.check()?;
     check_xy(x, y, model.n_classes())?;
     if x.ncols() != model.n_features() {
-        return Err(Error::data(format!("{} features for a model of {}", x.ncols(), model.n_features())));
+        return Err(Error::data(format!(
+            "{} features for a model of {}",
+            x.ncols(),
+            model.n_features()
+        )));
     }
     let n = x.nrows();
     let lot = params.expected_batch_size.min(n);
@@ -314,7 +356,11 @@ pub fn train<M: GradModel>(
     let mut flat = model.params();
     let np = flat.len();
     let mut opt = match params.optimizer {
-        Optimizer::Sgd { momentum } => Opt::Sgd { lr: params.learning_rate, momentum, velocity: vec![0.0; np] },
+        Optimizer::Sgd { momentum } => Opt::Sgd {
+            lr: params.learning_rate,
+            momentum,
+            velocity: vec![0.0; np],
+        },
         Optimizer::Adam => Opt::Adam(Adam::new(np, params.learning_rate)),
     };
     let mut sample_rng = seeded(derive_seed(seed, "dpsgd-sample"));
@@ -363,7 +409,11 @@ pub fn train<M: GradModel>(
         steps: allowed,
         planned_steps: planned,
         stopped_by_budget: allowed < planned,
-        clipped_fraction: if seen == 0 { 0.0 } else { clipped as f64 / seen as f64 },
+        clipped_fraction: if seen == 0 {
+            0.0
+        } else {
+            clipped as f64 / seen as f64
+        },
         accountant: params.accountant,
     })
 }
@@ -378,7 +428,10 @@ pub fn train_softmax(
 ) -> Result<(SoftmaxRegression, DpSgdSummary)> {
     params.check()?;
     check_xy(x, y, n_classes)?;
-    let scaler = Scaler { mean: Array1::zeros(x.ncols()), scale: params.input_scale };
+    let scaler = Scaler {
+        mean: Array1::zeros(x.ncols()),
+        scale: params.input_scale,
+    };
     let mut m = SoftmaxRegression::zeros(scaler, x.ncols(), n_classes);
     let s = train(&mut m, x, y, params, seed, &mithridate_core::NoProgress)?;
     Ok((m, s))
@@ -398,7 +451,10 @@ pub fn train_mlp(
     if hidden == 0 {
         return Err(Error::param("hidden", "must be at least 1"));
     }
-    let scaler = Scaler { mean: Array1::zeros(x.ncols()), scale: params.input_scale };
+    let scaler = Scaler {
+        mean: Array1::zeros(x.ncols()),
+        scale: params.input_scale,
+    };
     let mut m = Mlp::init(scaler, x.ncols(), hidden, n_classes, seed);
     let s = train(&mut m, x, y, params, seed, &mithridate_core::NoProgress)?;
     Ok((m, s))
@@ -410,7 +466,12 @@ mod tests {
     use mithridate_core::datasets::digits;
     use mithridate_core::model::accuracy;
 
-    fn split() -> (ndarray::Array2<f32>, Vec<u32>, ndarray::Array2<f32>, Vec<u32>) {
+    fn split() -> (
+        ndarray::Array2<f32>,
+        Vec<u32>,
+        ndarray::Array2<f32>,
+        Vec<u32>,
+    ) {
         let ds = digits();
         let x = ds.features.as_ref().unwrap();
         let y = ds.labels.as_ref().unwrap();
@@ -426,7 +487,11 @@ mod tests {
     #[test]
     fn dp_softmax_learns_digits_within_budget() {
         let (xtr, ytr, xte, yte) = split();
-        let params = DpSgdParams { epochs: 10, target_epsilon: 3.0, ..Default::default() };
+        let params = DpSgdParams {
+            epochs: 10,
+            target_epsilon: 3.0,
+            ..Default::default()
+        };
         let (m, s) = train_softmax(xtr.view(), &ytr, 10, &params, 3).unwrap();
         assert!(s.epsilon <= 3.0 && s.epsilon > 2.9, "{s:?}");
         assert!(!s.stopped_by_budget);
@@ -437,7 +502,10 @@ mod tests {
     #[test]
     fn same_seed_same_model() {
         let (xtr, ytr, _, _) = split();
-        let params = DpSgdParams { epochs: 1, ..Default::default() };
+        let params = DpSgdParams {
+            epochs: 1,
+            ..Default::default()
+        };
         let a = train_softmax(xtr.view(), &ytr, 10, &params, 9).unwrap().0;
         let b = train_softmax(xtr.view(), &ytr, 10, &params, 9).unwrap().0;
         let c = train_softmax(xtr.view(), &ytr, 10, &params, 10).unwrap().0;
@@ -461,7 +529,11 @@ mod tests {
         assert!(s.epsilon <= 2.0);
         assert!(dp::epsilon_rdp(s.sampling_rate, 1.0, s.steps + 1, 1e-5).0 > 2.0);
         // Even one step exceeds the budget: refuses to start.
-        let params = DpSgdParams { noise_multiplier: Some(0.3), target_epsilon: 0.1, ..params };
+        let params = DpSgdParams {
+            noise_multiplier: Some(0.3),
+            target_epsilon: 0.1,
+            ..params
+        };
         assert!(train_softmax(xtr.view(), &ytr, 10, &params, 1).is_err());
     }
 

@@ -4,8 +4,12 @@ pub mod dp;
 pub mod dpsgd;
 pub mod mlp;
 pub mod train;
-pub use dp::{calibrate_sigma, epsilon_pld, epsilon_rdp, AccountantKind, PldAccountant, RdpAccountant};
+pub use dp::{
+    calibrate_sigma, epsilon_pld, epsilon_rdp, AccountantKind, PldAccountant, RdpAccountant,
+};
 pub use mlp::{Mlp, MlpParams, MlpTrainer};
-pub use train::{utility_tradeoff, DpConfig, ModelKind, SavedModel, TradeoffPoint, TrainConfig, TrainDefense};
+pub use train::{
+    utility_tradeoff, DpConfig, ModelKind, SavedModel, TradeoffPoint, TrainConfig, TrainDefense,
+};
 pub mod certified;
 pub use certified::CertifiedTrainDefense;

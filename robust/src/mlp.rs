@@ -35,7 +35,13 @@ pub struct MlpParams {
 
 impl Default for MlpParams {
     fn default() -> Self {
-        Self { hidden: 64, epochs: 40, batch_size: 64, learning_rate: 0.005, l2: 1e-4 }
+        Self {
+            hidden: 64,
+            epochs: 40,
+            batch_size: 64,
+            learning_rate: 0.005,
+            l2: 1e-4,
+        }
     }
 }
 
@@ -52,7 +58,10 @@ impl MlpParams {
             return Err(Error::param("batch_size", "must be at least 1"));
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(Error::param("learning_rate", "must be a positive finite number"));
+            return Err(Error::param(
+                "learning_rate",
+                "must be a positive finite number",
+            ));
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             return Err(Error::param("l2", "must be a non-negative finite number"));
@@ -84,7 +93,13 @@ impl Mlp {
         let a2 = (6.0 / (hidden + k) as f32).sqrt();
         let w1 = Array2::from_shape_fn((d, hidden), |_| rng.gen_range(-a1..a1));
         let w2 = Array2::from_shape_fn((hidden, k), |_| rng.gen_range(-a2..a2));
-        Self { scaler, w1, b1: Array1::zeros(hidden), w2, b2: Array1::zeros(k) }
+        Self {
+            scaler,
+            w1,
+            b1: Array1::zeros(hidden),
+            w2,
+            b2: Array1::zeros(k),
+        }
     }
 
     /// Hidden units.
@@ -106,7 +121,13 @@ impl Mlp {
     }
 
     /// Fit with `params` by mini-batch Adam on cross-entropy.
-    pub fn fit(x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize, params: &MlpParams, seed: u64) -> Result<Self> {
+    pub fn fit(
+        x: ArrayView2<'_, f32>,
+        y: &[u32],
+        n_classes: usize,
+        params: &MlpParams,
+        seed: u64,
+    ) -> Result<Self> {
         params.check()?;
         check_xy(x, y, n_classes)?;
         let scaler = Scaler::fit(x);
@@ -168,11 +189,22 @@ impl GradModel for Mlp {
     }
 
     fn params(&self) -> Vec<f32> {
-        self.w1.iter().chain(&self.b1).chain(&self.w2).chain(&self.b2).copied().collect()
+        self.w1
+            .iter()
+            .chain(&self.b1)
+            .chain(&self.w2)
+            .chain(&self.b2)
+            .copied()
+            .collect()
     }
 
     fn set_params(&mut self, p: &[f32]) {
-        let it = self.w1.iter_mut().chain(self.b1.iter_mut()).chain(self.w2.iter_mut()).chain(self.b2.iter_mut());
+        let it = self
+            .w1
+            .iter_mut()
+            .chain(self.b1.iter_mut())
+            .chain(self.w2.iter_mut())
+            .chain(self.b2.iter_mut());
         for (dst, &src) in it.zip(p) {
             *dst = src;
         }
@@ -190,7 +222,13 @@ impl GradModel for Mlp {
         &self.scaler
     }
 
-    fn clipped_grad_sum(&self, xs: ArrayView2<'_, f32>, y: &[u32], clip: Option<f32>, out: &mut [f32]) -> usize {
+    fn clipped_grad_sum(
+        &self,
+        xs: ArrayView2<'_, f32>,
+        y: &[u32],
+        clip: Option<f32>,
+        out: &mut [f32],
+    ) -> usize {
         let (h, mut e) = self.forward_scaled(xs);
         for (r, &t) in y.iter().enumerate().take(e.nrows()) {
             if (t as usize) < e.ncols() {
@@ -220,7 +258,10 @@ impl GradModel for Mlp {
         let gb1 = d1.sum_axis(Axis(0));
         let gw2 = h.t().dot(&e);
         let gb2 = e.sum_axis(Axis(0));
-        for (o, g) in out.iter_mut().zip(gw1.iter().chain(&gb1).chain(&gw2).chain(&gb2)) {
+        for (o, g) in out
+            .iter_mut()
+            .zip(gw1.iter().chain(&gb1).chain(&gw2).chain(&gb2))
+        {
             *o += g;
         }
         clipped
@@ -235,7 +276,13 @@ pub struct MlpTrainer {
 }
 
 impl Trainer for MlpTrainer {
-    fn fit(&self, x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize, seed: u64) -> Result<Box<dyn Classifier>> {
+    fn fit(
+        &self,
+        x: ArrayView2<'_, f32>,
+        y: &[u32],
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<Box<dyn Classifier>> {
         Ok(Box::new(Mlp::fit(x, y, n_classes, &self.params, seed)?))
     }
 }
@@ -254,7 +301,10 @@ mod tests {
         let (tr, te): (Vec<usize>, Vec<usize>) = (0..ds.len()).partition(|i| i % 5 != 0);
         let xtr = x.select(Axis(0), &tr);
         let ytr: Vec<u32> = tr.iter().map(|&i| y[i]).collect();
-        let params = MlpParams { epochs: 15, ..Default::default() };
+        let params = MlpParams {
+            epochs: 15,
+            ..Default::default()
+        };
         let m = Mlp::fit(xtr.view(), &ytr, 10, &params, 1).unwrap();
         let xte = x.select(Axis(0), &te);
         let yte: Vec<u32> = te.iter().map(|&i| y[i]).collect();
@@ -266,7 +316,10 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let x = ndarray::array![[0.5f32, -1.0, 2.0], [1.0, 0.0, -0.5]];
-        let scaler = Scaler { mean: Array1::zeros(3), scale: 1.0 };
+        let scaler = Scaler {
+            mean: Array1::zeros(3),
+            scale: 1.0,
+        };
         let m = Mlp::init(scaler, 3, 4, 2, 7);
         // Input gradient.
         let g = m.input_gradient(x.view(), &[1, 0]).unwrap();
@@ -276,7 +329,11 @@ mod tests {
             a[[0, j]] += 1e-2;
             b[[0, j]] -= 1e-2;
             let fd = (loss(&a) - loss(&b)) / 2e-2;
-            assert!((fd - g[[0, j]]).abs() < 1e-2 * (1.0 + fd.abs()), "j={j} fd={fd} g={}", g[[0, j]]);
+            assert!(
+                (fd - g[[0, j]]).abs() < 1e-2 * (1.0 + fd.abs()),
+                "j={j} fd={fd} g={}",
+                g[[0, j]]
+            );
         }
         // Parameter gradient of the first row.
         let mut grad = vec![0f32; m.n_params()];
@@ -292,14 +349,21 @@ mod tests {
             mm.set_params(&pa);
             let lb = -mm.predict_proba(x.slice(ndarray::s![0..1, ..]))[[0, 1]].ln();
             let fd = (la - lb) / 2e-2;
-            assert!((fd - grad[k]).abs() < 1e-2 * (1.0 + fd.abs()), "k={k} fd={fd} g={}", grad[k]);
+            assert!(
+                (fd - grad[k]).abs() < 1e-2 * (1.0 + fd.abs()),
+                "k={k} fd={fd} g={}",
+                grad[k]
+            );
         }
     }
 
     #[test]
     fn clipping_bounds_each_sample() {
         let x = ndarray::array![[50.0f32, -10.0, 20.0]];
-        let scaler = Scaler { mean: Array1::zeros(3), scale: 1.0 };
+        let scaler = Scaler {
+            mean: Array1::zeros(3),
+            scale: 1.0,
+        };
         let m = Mlp::init(scaler, 3, 4, 2, 7);
         let mut grad = vec![0f32; m.n_params()];
         let clipped = m.clipped_grad_sum(x.view(), &[1], Some(0.5), &mut grad);

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use mithridate_core::model::{accuracy, SoftmaxParams, SoftmaxRegression};
 use mithridate_core::rng::derive_seed;
-use mithridate_core::{Classifier, Context, Dataset, Defense, Error, Finding, Layer, Report, Result, Stage, Verdict};
+use mithridate_core::{
+    Classifier, Context, Dataset, Defense, Error, Finding, Layer, Report, Result, Stage, Verdict,
+};
 
 use crate::dp::AccountantKind;
 use crate::dpsgd::{self, DpSgdParams, DpSgdSummary, Optimizer};
@@ -35,7 +37,10 @@ impl std::str::FromStr for ModelKind {
         match s.to_ascii_lowercase().as_str() {
             "softmax" => Ok(ModelKind::Softmax),
             "mlp" => Ok(ModelKind::Mlp),
-            other => Err(Error::param("model", format!("`{other}` is not softmax or mlp"))),
+            other => Err(Error::param(
+                "model",
+                format!("`{other}` is not softmax or mlp"),
+            )),
         }
     }
 }
@@ -189,13 +194,29 @@ impl TrainConfig {
     }
 
     /// Train on `(x, y)` with `seed`.
-    pub fn fit(&self, x: ArrayView2<'_, f32>, y: &[u32], n_classes: usize, seed: u64) -> Result<Trained> {
+    pub fn fit(
+        &self,
+        x: ArrayView2<'_, f32>,
+        y: &[u32],
+        n_classes: usize,
+        seed: u64,
+    ) -> Result<Trained> {
         self.check()?;
         let (model, dp) = match (self.dp_params(), self.model) {
-            (None, ModelKind::Softmax) => {
-                (SavedModel::Softmax(SoftmaxRegression::fit(x, y, n_classes, &self.softmax_params(), seed)?), None)
-            }
-            (None, ModelKind::Mlp) => (SavedModel::Mlp(Mlp::fit(x, y, n_classes, &self.mlp_params(), seed)?), None),
+            (None, ModelKind::Softmax) => (
+                SavedModel::Softmax(SoftmaxRegression::fit(
+                    x,
+                    y,
+                    n_classes,
+                    &self.softmax_params(),
+                    seed,
+                )?),
+                None,
+            ),
+            (None, ModelKind::Mlp) => (
+                SavedModel::Mlp(Mlp::fit(x, y, n_classes, &self.mlp_params(), seed)?),
+                None,
+            ),
             (Some(p), ModelKind::Softmax) => {
                 let (m, s) = dpsgd::train_softmax(x, y, n_classes, &p, seed)?;
                 (SavedModel::Softmax(m), Some(s))
@@ -277,7 +298,11 @@ pub fn utility_tradeoff(
     let hx = holdout.require_features("utility_tradeoff")?;
     let hy = holdout.require_labels("utility_tradeoff")?;
     if hx.ncols() != x.ncols() {
-        return Err(Error::data(format!("holdout has {} features, training data {}", hx.ncols(), x.ncols())));
+        return Err(Error::data(format!(
+            "holdout has {} features, training data {}",
+            hx.ncols(),
+            x.ncols()
+        )));
     }
     let k = train.n_classes().max(holdout.n_classes()).max(2);
     let mut out = Vec::with_capacity(epsilons.len() + 1);
@@ -371,7 +396,9 @@ impl Defense for TrainDefense {
         if let Some(h) = cx.holdout.as_ref().and_then(|h| h.labels.as_ref()) {
             k_all = k_all.max(h.iter().map(|&l| l as usize + 1).max().unwrap_or(0));
         }
-        let trained = self.cfg.fit(x.view(), y, k_all, derive_seed(cx.seed, "train"))?;
+        let trained = self
+            .cfg
+            .fit(x.view(), y, k_all, derive_seed(cx.seed, "train"))?;
         let clf = trained.model.as_classifier();
         let mut r = Report::new(self.name(), self.layer(), self.stage());
         r.metric("train_samples", ds.len() as f64);
@@ -391,8 +418,12 @@ impl Defense for TrainDefense {
             r.metric("steps", s.steps as f64);
             r.metric("sampling_rate", s.sampling_rate);
             r.metric("clipped_fraction", s.clipped_fraction);
-            cx.artifacts.insert("epsilon".into(), serde_json::json!(s.epsilon));
-            cx.artifacts.insert("dp".into(), serde_json::to_value(s).unwrap_or(serde_json::Value::Null));
+            cx.artifacts
+                .insert("epsilon".into(), serde_json::json!(s.epsilon));
+            cx.artifacts.insert(
+                "dp".into(),
+                serde_json::to_value(s).unwrap_or(serde_json::Value::Null),
+            );
             summary = format!(
                 "{summary} with DP-SGD: epsilon {:.3} at delta {:e} (sigma {:.3}, {} steps, {})",
                 s.epsilon, s.delta, s.noise_multiplier, s.steps, s.accountant
@@ -437,7 +468,14 @@ mod tests {
 
     fn quarantine_all(q: &mut Quarantine, ids: &[SampleId]) -> usize {
         for id in ids {
-            q.flag(id.clone(), Reason { detector: "test".into(), score: 1.0, message: "test".into() });
+            q.flag(
+                id.clone(),
+                Reason {
+                    detector: "test".into(),
+                    score: 1.0,
+                    message: "test".into(),
+                },
+            );
         }
         ids.len()
     }
@@ -485,7 +523,14 @@ mod tests {
         cfg.model = ModelKind::Mlp;
         cfg.epochs = 1;
         cfg.hidden = 8;
-        let t = cfg.fit(ds.features.as_ref().unwrap().view(), ds.labels.as_ref().unwrap(), 10, 0).unwrap();
+        let t = cfg
+            .fit(
+                ds.features.as_ref().unwrap().view(),
+                ds.labels.as_ref().unwrap(),
+                10,
+                0,
+            )
+            .unwrap();
         let json = serde_json::to_string(&t.model).unwrap();
         assert!(json.starts_with("{\"kind\":\"mlp\""));
         let back: SavedModel = serde_json::from_str(&json).unwrap();

@@ -5,6 +5,8 @@
 //! records; every case must agree to 1e-6 (relative to the value's size
 //! when it is above 1).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use mithridate_robust::aggregate::{aggregate, Method};
 use ndarray::Array2;
 use serde_json::Value;

@@ -1,5 +1,7 @@
 //! Property tests of the aggregation rules.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use mithridate_robust::aggregate::{aggregate, Method};
 use ndarray::Array2;
 use proptest::prelude::*;

@@ -1,6 +1,8 @@
 //! DPA: certificates hold against brute-force poisoning, the ensemble is
 //! deterministic and works as a pipeline defense.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::sync::Arc;
 
 use mithridate_core::model::{Classifier, SoftmaxParams, SoftmaxTrainer, Trainer};

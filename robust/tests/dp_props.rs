@@ -2,7 +2,11 @@
 //! and the sampling rate, falls with the noise multiplier; calibration meets
 //! its target; PLD is never looser than RDP by more than its grid.
 
-use mithridate_robust::dp::{calibrate_sigma, epsilon_pld, epsilon_rdp, try_epsilon_pld, AccountantKind};
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use mithridate_robust::dp::{
+    calibrate_sigma, epsilon_pld, epsilon_rdp, try_epsilon_pld, AccountantKind,
+};
 use proptest::prelude::*;
 
 fn q() -> impl Strategy<Value = f64> {

@@ -1,6 +1,8 @@
 //! The accountants against Google's dp-accounting on the committed table
 //! (`tests/fixtures/dp_reference.json`, produced by `dp_reference.py` there).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use mithridate_robust::dp::{epsilon_pld, epsilon_rdp, PldAccountant, RdpAccountant};
 use serde_json::Value;
 
@@ -19,23 +21,43 @@ fn rdp_matches_reference_to_1e6_relative() {
     let cases = cases();
     assert_eq!(cases.len(), 8);
     for c in &cases {
-        let (q, s, t, d) = (f(c, "q"), f(c, "sigma"), f(c, "steps") as u64, f(c, "delta"));
+        let (q, s, t, d) = (
+            f(c, "q"),
+            f(c, "sigma"),
+            f(c, "steps") as u64,
+            f(c, "delta"),
+        );
         let (eps, order) = epsilon_rdp(q, s, t, d);
         let want = f(c, "rdp_epsilon");
         let rel = (eps - want).abs() / want;
-        assert!(rel < 1e-6, "q={q} sigma={s} T={t}: eps {eps} vs reference {want} (rel {rel:e})");
-        assert_eq!(order, f(c, "rdp_order"), "optimal order for q={q} sigma={s} T={t}");
+        assert!(
+            rel < 1e-6,
+            "q={q} sigma={s} T={t}: eps {eps} vs reference {want} (rel {rel:e})"
+        );
+        assert_eq!(
+            order,
+            f(c, "rdp_order"),
+            "optimal order for q={q} sigma={s} T={t}"
+        );
     }
 }
 
 #[test]
 fn pld_matches_reference_within_one_percent_and_never_under_reports() {
     for c in cases().iter().filter(|c| f(c, "steps") <= 5000.0) {
-        let (q, s, t, d) = (f(c, "q"), f(c, "sigma"), f(c, "steps") as u64, f(c, "delta"));
+        let (q, s, t, d) = (
+            f(c, "q"),
+            f(c, "sigma"),
+            f(c, "steps") as u64,
+            f(c, "delta"),
+        );
         let eps = epsilon_pld(q, s, t, d);
         let want = f(c, "pld_epsilon");
         let rel = (eps - want) / want;
-        assert!(rel.abs() < 0.01, "q={q} sigma={s} T={t}: eps {eps} vs reference {want}");
+        assert!(
+            rel.abs() < 0.01,
+            "q={q} sigma={s} T={t}: eps {eps} vs reference {want}"
+        );
         // Both are pessimistic on the same 1e-4 grid: ours may differ from the
         // reference only by floating-point noise below one grid step.
         assert!(eps >= want - 1e-4, "under-reports: {eps} < {want}");

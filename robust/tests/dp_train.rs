@@ -1,6 +1,8 @@
 //! `TrainDefense` end to end in a pipeline context: DP-SGD on digits with a
 //! holdout, the budget in the report and the artifacts, the MLP's embedding.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use mithridate_core::datasets::digits;
 use mithridate_core::{Context, Defense, Layer, Stage, Verdict};
 use mithridate_robust::{ModelKind, TrainConfig, TrainDefense};
@@ -8,7 +10,10 @@ use mithridate_robust::{ModelKind, TrainConfig, TrainDefense};
 fn split() -> (mithridate_core::Dataset, mithridate_core::Dataset) {
     let ds = digits();
     let (tr, te): (Vec<usize>, Vec<usize>) = (0..ds.len()).partition(|i| i % 5 != 0);
-    (ds.select(&tr).expect("train split"), ds.select(&te).expect("holdout split"))
+    (
+        ds.select(&tr).expect("train split"),
+        ds.select(&te).expect("holdout split"),
+    )
 }
 
 #[test]
@@ -24,7 +29,10 @@ fn dp_softmax_in_a_pipeline() {
     assert_eq!(r.metrics["delta"], 1e-5);
     assert!(r.metrics["holdout_accuracy"] > 0.88, "{:?}", r.metrics);
     assert_eq!(cx.artifacts["epsilon"].as_f64(), Some(eps));
-    assert_eq!(cx.artifacts["dp"]["steps"].as_f64(), Some(r.metrics["steps"]));
+    assert_eq!(
+        cx.artifacts["dp"]["steps"].as_f64(),
+        Some(r.metrics["steps"])
+    );
     assert!(cx.model.is_some());
 }
 
@@ -35,7 +43,9 @@ fn dp_mlp_embeds_hidden_activations() {
     cfg.model = ModelKind::Mlp;
     cfg.hidden = 16;
     cfg.epochs = 10;
-    let mut cx = Context::new(3).with_dataset(train).with_holdout(holdout.clone());
+    let mut cx = Context::new(3)
+        .with_dataset(train)
+        .with_holdout(holdout.clone());
     let r = cx.run(&TrainDefense::new(cfg)).unwrap();
     assert!(r.metrics["holdout_accuracy"] > 0.8, "{:?}", r.metrics);
     let model = cx.model.as_ref().unwrap();

@@ -587,6 +587,23 @@ impl Predictor for ChatPredictor {
     }
 }
 
+/// Fuzzing entry point: parse `text` as each kind of predictor response
+/// (command JSONL lines for `n` inputs, an HTTP `{"outputs": [..]}` body, a
+/// chat-completions answer). Returns how many parses succeeded; never panics.
+#[doc(hidden)]
+pub fn fuzz_parse_responses(text: &str, n: usize) -> usize {
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut ok = usize::from(parse_responses(&lines, n).is_ok());
+    #[derive(Deserialize)]
+    struct Resp {
+        #[allow(dead_code)]
+        outputs: Vec<Output>,
+    }
+    ok += usize::from(serde_json::from_str::<Resp>(text).is_ok());
+    ok += usize::from(parse_chat(text).is_ok());
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,21 +704,4 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("9 outputs for 10 inputs"), "{err}");
     }
-}
-
-/// Fuzzing entry point: parse `text` as each kind of predictor response
-/// (command JSONL lines for `n` inputs, an HTTP `{"outputs": [..]}` body, a
-/// chat-completions answer). Returns how many parses succeeded; never panics.
-#[doc(hidden)]
-pub fn fuzz_parse_responses(text: &str, n: usize) -> usize {
-    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let mut ok = usize::from(parse_responses(&lines, n).is_ok());
-    #[derive(Deserialize)]
-    struct Resp {
-        #[allow(dead_code)]
-        outputs: Vec<Output>,
-    }
-    ok += usize::from(serde_json::from_str::<Resp>(text).is_ok());
-    ok += usize::from(parse_chat(text).is_ok());
-    ok
 }

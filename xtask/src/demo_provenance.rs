@@ -7,7 +7,9 @@ use anyhow::Result;
 use mithridate_core::Verdict;
 use mithridate_provenance::keys::load_private_key;
 use mithridate_provenance::manifest::Metadata;
-use mithridate_provenance::{create_manifest, sign_manifest, verify_manifest, write_keypair, CreateOptions, Manifest};
+use mithridate_provenance::{
+    create_manifest, sign_manifest, verify_manifest, write_keypair, CreateOptions, Manifest,
+};
 
 /// What the demo keeps of the signing step.
 pub struct Prov {
@@ -53,7 +55,13 @@ pub fn sign_dataset(train_dir: &Path, out: &Path) -> Result<Prov> {
     manifest.save(&data_dir.join("train.manifest.json"))?;
     let env_path = data_dir.join("train.dsse.json");
     envelope.save(&env_path)?;
-    Ok(Prov { records: manifest.record_count(), root: manifest.root.clone(), envelope: env_path, public_key: keys.public, manifest })
+    Ok(Prov {
+        records: manifest.record_count(),
+        root: manifest.root.clone(),
+        envelope: env_path,
+        public_key: keys.public,
+        manifest,
+    })
 }
 
 /// Verify `dir` against the demo's manifest.
@@ -64,5 +72,12 @@ pub fn verify_dir(dir: &Path, prov: &Prov) -> Result<VerifySummary> {
         messages.push(c.to_string());
         messages.extend(c.records.iter().map(|r| format!("  {}: {r}", c.path)));
     }
-    Ok(VerifySummary { verdict: if out.ok() { Verdict::Pass } else { Verdict::Fail }, messages })
+    Ok(VerifySummary {
+        verdict: if out.ok() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        messages,
+    })
 }

@@ -13,7 +13,8 @@ use crate::{flag, workspace_root};
 
 /// Target names, read from `fuzz/Cargo.toml`'s `[[bin]]` sections.
 fn targets(root: &std::path::Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(root.join("fuzz/Cargo.toml")).context("reading fuzz/Cargo.toml")?;
+    let text =
+        std::fs::read_to_string(root.join("fuzz/Cargo.toml")).context("reading fuzz/Cargo.toml")?;
     let mut out = Vec::new();
     let mut in_bin = false;
     for line in text.lines().map(str::trim) {
@@ -29,7 +30,10 @@ fn targets(root: &std::path::Path) -> Result<Vec<String>> {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
-    let secs: u64 = flag(args, "--seconds").map(str::parse).transpose()?.unwrap_or(60);
+    let secs: u64 = flag(args, "--seconds")
+        .map(str::parse)
+        .transpose()?
+        .unwrap_or(60);
     let only = flag(args, "--target");
     let root = workspace_root();
     let fuzz_dir = root.join("fuzz");
@@ -56,13 +60,29 @@ pub fn run(args: &[String]) -> Result<()> {
             .map_or("?".to_owned(), |v| v.trim().to_owned());
         let crashed = !out.status.success();
         if crashed {
-            eprintln!("{}", log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+            eprintln!(
+                "{}",
+                log.lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
         rows.push((t, execs, crashed));
     }
-    println!("{:<16} {:>8} {:>14} {:>8}", "target", "seconds", "executions", "crash");
+    println!(
+        "{:<16} {:>8} {:>14} {:>8}",
+        "target", "seconds", "executions", "crash"
+    );
     for (t, e, c) in &rows {
-        println!("{t:<16} {secs:>8} {e:>14} {:>8}", if *c { "YES" } else { "no" });
+        println!(
+            "{t:<16} {secs:>8} {e:>14} {:>8}",
+            if *c { "YES" } else { "no" }
+        );
     }
     if rows.iter().any(|r| r.2) {
         bail!("a fuzz target crashed; see fuzz/artifacts/");

@@ -103,7 +103,8 @@ fn run_epsilon(a: EpsilonArgs, g: &Global) -> Result<Outcome> {
     let kind = AccountantKind::from(a.accountant);
     let (eps, order) = match kind {
         AccountantKind::Rdp => {
-            let (e, o) = dp::try_epsilon_rdp(a.sampling_rate, a.noise_multiplier, a.steps, a.delta)?;
+            let (e, o) =
+                dp::try_epsilon_rdp(a.sampling_rate, a.noise_multiplier, a.steps, a.delta)?;
             (e, Some(o))
         }
         AccountantKind::Pld => (
@@ -130,7 +131,10 @@ fn run_epsilon(a: EpsilonArgs, g: &Global) -> Result<Outcome> {
     });
     if !g.emit_json(&doc)? {
         match order {
-            Some(o) => g.say(format!("epsilon = {eps:.6} (rdp, optimal order {o}) at delta = {:e}", a.delta)),
+            Some(o) => g.say(format!(
+                "epsilon = {eps:.6} (rdp, optimal order {o}) at delta = {:e}",
+                a.delta
+            )),
             None => g.say(format!("epsilon = {eps:.6} (pld) at delta = {:e}", a.delta)),
         }
     }
@@ -242,16 +246,29 @@ pub struct TrainArgs {
 }
 
 fn read_opts(a: &TrainArgs) -> ReadOptions {
-    ReadOptions { label_column: Some(a.label_column.clone()), id_column: a.id_column.clone(), ..Default::default() }
+    ReadOptions {
+        label_column: Some(a.label_column.clone()),
+        id_column: a.id_column.clone(),
+        ..Default::default()
+    }
 }
 
 /// Run `mithridate train`.
 pub fn run_train(a: TrainArgs, g: &Global) -> Result<Outcome> {
     let opts = read_opts(&a);
-    let (ds, _) = read_path(&a.data, &opts).with_context(|| format!("reading {}", a.data.display()))?;
-    let x = ds.require_features("train").with_context(|| a.data.display().to_string())?;
-    let y = ds.require_labels("train").with_context(|| a.data.display().to_string())?;
-    let mut cfg = if a.dp { TrainConfig::dp(a.target_epsilon, a.delta) } else { TrainConfig::plain() };
+    let (ds, _) =
+        read_path(&a.data, &opts).with_context(|| format!("reading {}", a.data.display()))?;
+    let x = ds
+        .require_features("train")
+        .with_context(|| a.data.display().to_string())?;
+    let y = ds
+        .require_labels("train")
+        .with_context(|| a.data.display().to_string())?;
+    let mut cfg = if a.dp {
+        TrainConfig::dp(a.target_epsilon, a.delta)
+    } else {
+        TrainConfig::plain()
+    };
     cfg.model = match a.model {
         ModelArg::Softmax => ModelKind::Softmax,
         ModelArg::Mlp => ModelKind::Mlp,
@@ -276,7 +293,9 @@ pub fn run_train(a: TrainArgs, g: &Global) -> Result<Outcome> {
         dpc.accountant = a.accountant.into();
         dpc.optimizer = match a.optimizer {
             OptimizerArg::Adam => Optimizer::Adam,
-            OptimizerArg::Sgd => Optimizer::Sgd { momentum: a.momentum },
+            OptimizerArg::Sgd => Optimizer::Sgd {
+                momentum: a.momentum,
+            },
         };
         if let Some(s) = a.input_scale {
             dpc.input_scale = s;
@@ -294,16 +313,26 @@ pub fn run_train(a: TrainArgs, g: &Global) -> Result<Outcome> {
         None => None,
         Some(p) => {
             let (h, _) = read_path(p, &opts).with_context(|| format!("reading {}", p.display()))?;
-            let hx = h.require_features("holdout").with_context(|| p.display().to_string())?;
-            let hy = h.require_labels("holdout").with_context(|| p.display().to_string())?;
+            let hx = h
+                .require_features("holdout")
+                .with_context(|| p.display().to_string())?;
+            let hy = h
+                .require_labels("holdout")
+                .with_context(|| p.display().to_string())?;
             if hx.ncols() != x.ncols() {
-                bail!("{}: {} features, the training data has {}", p.display(), hx.ncols(), x.ncols());
+                bail!(
+                    "{}: {} features, the training data has {}",
+                    p.display(),
+                    hx.ncols(),
+                    x.ncols()
+                );
             }
             Some(accuracy(&clf.predict(hx.view()), hy))
         }
     };
     let bytes = serde_json::to_vec_pretty(&trained.model)?;
-    write_atomic(&a.out, |w| w.write_all(&bytes)).with_context(|| format!("writing {}", a.out.display()))?;
+    write_atomic(&a.out, |w| w.write_all(&bytes))
+        .with_context(|| format!("writing {}", a.out.display()))?;
     let doc = json!({
         "model": cfg.model.to_string(),
         "out": a.out,
@@ -314,7 +343,11 @@ pub fn run_train(a: TrainArgs, g: &Global) -> Result<Outcome> {
         "dp": trained.dp,
     });
     if !g.emit_json(&doc)? {
-        g.say(format!("trained {} on {} samples in {secs:.2}s: train accuracy {train_acc:.4}", cfg.model, ds.len()));
+        g.say(format!(
+            "trained {} on {} samples in {secs:.2}s: train accuracy {train_acc:.4}",
+            cfg.model,
+            ds.len()
+        ));
         if let Some(h) = holdout_acc {
             g.say(format!("holdout accuracy {h:.4}"));
         }

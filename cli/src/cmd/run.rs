@@ -100,15 +100,32 @@ pub fn run(a: RunArgs, g: &Global) -> Result<Outcome> {
         StageArg::Release => vec![Stage::Release],
         StageArg::All => vec![Stage::Ingest, Stage::Train, Stage::Release],
     };
-    let out = run_pipeline(RunRequest { tier, config: cfg, stages, out: a.out.clone(), model: a.model, progress: g.progress() })
-        .with_context(|| format!("{} tier pipeline", tier))?;
+    let out = run_pipeline(RunRequest {
+        tier,
+        config: cfg,
+        stages,
+        out: a.out.clone(),
+        model: a.model,
+        progress: g.progress(),
+    })
+    .with_context(|| format!("{} tier pipeline", tier))?;
     let s = &out.summary;
     if !g.emit_json(&out.report)? {
         for r in &s.reports {
-            g.say(format!("{:<24} {:<5} {}", r.defense, r.verdict.to_string(), r.summary));
+            g.say(format!(
+                "{:<24} {:<5} {}",
+                r.defense,
+                r.verdict.to_string(),
+                r.summary
+            ));
         }
         for k in &s.skipped {
-            g.say(format!("{:<24} {:<5} skipped: {}", k.name, k.verdict.to_string(), k.reason));
+            g.say(format!(
+                "{:<24} {:<5} skipped: {}",
+                k.name,
+                k.verdict.to_string(),
+                k.reason
+            ));
         }
         g.say(format!("gate: {} ({} tier)", s.verdict, tier));
         g.say(format!("report: {}", a.out.join("report.html").display()));

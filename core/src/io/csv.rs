@@ -22,13 +22,24 @@ pub fn read_csv(path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)>
 
 /// Read CSV from any reader (stdin, a decompressor); `path` names the source
 /// in errors. Records are limited to [`ReadOptions::max_record_bytes`].
-pub fn read_csv_reader<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)> {
+pub fn read_csv_reader<R: std::io::Read>(
+    r: R,
+    path: &Path,
+    opts: &ReadOptions,
+) -> Result<(Dataset, ReadStats)> {
     read_csv_from(LimitedReader::new(r, opts.max_record_bytes), path, opts)
 }
 
-fn read_csv_from<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)> {
+fn read_csv_from<R: std::io::Read>(
+    r: R,
+    path: &Path,
+    opts: &ReadOptions,
+) -> Result<(Dataset, ReadStats)> {
     let loc = || Location::file(path);
-    let mut rdr = ::csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(r);
+    let mut rdr = ::csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(r);
     let headers = rdr
         .headers()
         .map_err(|e| csv_err(path, &e, "reading the header"))?
@@ -36,26 +47,44 @@ fn read_csv_from<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Res
         .map(|h| h.trim().to_owned())
         .collect::<Vec<_>>();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-        return Err(Error::parse(loc().at_line(1), "empty file or empty header row"));
+        return Err(Error::parse(
+            loc().at_line(1),
+            "empty file or empty header row",
+        ));
     }
     let mut seen = HashSet::new();
     if let Some(dup) = headers.iter().find(|h| !seen.insert(h.as_str())) {
-        return Err(Error::parse(loc().at_line(1).at_field(dup.clone()), "duplicate column name"));
+        return Err(Error::parse(
+            loc().at_line(1).at_field(dup.clone()),
+            "duplicate column name",
+        ));
     }
     let find = |name: &str| headers.iter().position(|h| h == name);
     let label_idx = match &opts.label_column {
         Some(l) => match find(l) {
             Some(i) => Some(i),
             None if l == "label" => None,
-            None => return Err(Error::parse(loc().at_line(1).at_field(l.clone()), "label column not in header")),
+            None => {
+                return Err(Error::parse(
+                    loc().at_line(1).at_field(l.clone()),
+                    "label column not in header",
+                ))
+            }
         },
         None => None,
     };
     let id_idx = match &opts.id_column {
-        Some(c) => Some(find(c).ok_or_else(|| Error::parse(loc().at_line(1).at_field(c.clone()), "id column not in header"))?),
+        Some(c) => Some(find(c).ok_or_else(|| {
+            Error::parse(
+                loc().at_line(1).at_field(c.clone()),
+                "id column not in header",
+            )
+        })?),
         None => None,
     };
-    let feat_idx: Vec<usize> = (0..headers.len()).filter(|i| Some(*i) != label_idx && Some(*i) != id_idx).collect();
+    let feat_idx: Vec<usize> = (0..headers.len())
+        .filter(|i| Some(*i) != label_idx && Some(*i) != id_idx)
+        .collect();
     let d = feat_idx.len();
 
     let mut stats = ReadStats::default();
@@ -82,7 +111,9 @@ fn read_csv_from<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Res
                 return Err(err);
             }
         }
-        let line = record.position().map_or(start.line(), ::csv::Position::line);
+        let line = record
+            .position()
+            .map_or(start.line(), ::csv::Position::line);
         let at = |field: &str| loc().at_line(line).at_field(field.to_owned());
         let parsed = (|| -> Result<SampleId> {
             if record.len() != headers.len() {
@@ -94,11 +125,14 @@ fn read_csv_from<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Res
             row.clear();
             for &j in &feat_idx {
                 let cell = record[j].trim();
-                let v: f32 = cell
-                    .parse()
-                    .map_err(|_| Error::parse(at(&headers[j]), format!("not a number: {cell:?}")))?;
+                let v: f32 = cell.parse().map_err(|_| {
+                    Error::parse(at(&headers[j]), format!("not a number: {cell:?}"))
+                })?;
                 if !v.is_finite() {
-                    return Err(Error::parse(at(&headers[j]), format!("not a finite number: {cell:?}")));
+                    return Err(Error::parse(
+                        at(&headers[j]),
+                        format!("not a finite number: {cell:?}"),
+                    ));
                 }
                 row.push(v);
             }
@@ -111,7 +145,9 @@ fn read_csv_from<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Res
                 return Err(Error::parse(at(field), format!("duplicate id {id}")));
             }
             if let Some(j) = label_idx {
-                labels.push(&record[j]).map_err(|m| Error::parse(at(&headers[j]), m))?;
+                labels
+                    .push(&record[j])
+                    .map_err(|m| Error::parse(at(&headers[j]), m))?;
             }
             Ok(id)
         })();
@@ -120,8 +156,15 @@ fn read_csv_from<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Res
                 feats.extend_from_slice(&row);
                 ids.push(id);
                 let end = rdr.position().byte();
-                let off = record.position().map_or(start.byte(), ::csv::Position::byte);
-                origins.push(Origin { file: 0, line, offset: off, len: end.saturating_sub(off) });
+                let off = record
+                    .position()
+                    .map_or(start.byte(), ::csv::Position::byte);
+                origins.push(Origin {
+                    file: 0,
+                    line,
+                    offset: off,
+                    len: end.saturating_sub(off),
+                });
                 stats.records += 1;
             }
             Err(e) if opts.skip_bad => stats.skip(&e),
@@ -142,7 +185,11 @@ fn read_csv_from<R: std::io::Read>(r: R, path: &Path, opts: &ReadOptions) -> Res
     let ds = Dataset {
         ids,
         features: if d > 0 { Some(features) } else { None },
-        feature_names: if d > 0 { feat_idx.iter().map(|&j| headers[j].clone()).collect() } else { Vec::new() },
+        feature_names: if d > 0 {
+            feat_idx.iter().map(|&j| headers[j].clone()).collect()
+        } else {
+            Vec::new()
+        },
         labels,
         label_names,
         text_fields: Default::default(),
@@ -160,9 +207,10 @@ fn csv_err(path: &Path, e: &::csv::Error, what: &str) -> Error {
         loc = loc.at_line(p.line());
     }
     match e.kind() {
-        ::csv::ErrorKind::Utf8 { err, .. } => {
-            Error::parse(loc.at_field(format!("#{}", err.field())), format!("{what}: invalid UTF-8"))
-        }
+        ::csv::ErrorKind::Utf8 { err, .. } => Error::parse(
+            loc.at_field(format!("#{}", err.field())),
+            format!("{what}: invalid UTF-8"),
+        ),
         ::csv::ErrorKind::Io(io) => Error::parse(loc, format!("{what}: {io}")),
         _ => Error::parse(loc, format!("{what}: {e}")),
     }
@@ -212,7 +260,11 @@ pub(crate) struct LimitedReader<R> {
 
 impl<R> LimitedReader<R> {
     pub(crate) fn new(inner: R, max: usize) -> Self {
-        Self { inner, max, since_newline: 0 }
+        Self {
+            inner,
+            max,
+            since_newline: 0,
+        }
     }
 }
 
@@ -253,10 +305,13 @@ mod tests {
 
     #[test]
     fn reads_features_labels_and_ids() {
-        let (ds, st) = read_csv_bytes(b"id,a,b,label\nx1,1,2,cat\nx2,3,4.5,dog\n", &ReadOptions {
-            id_column: Some("id".into()),
-            ..opts()
-        })
+        let (ds, st) = read_csv_bytes(
+            b"id,a,b,label\nx1,1,2,cat\nx2,3,4.5,dog\n",
+            &ReadOptions {
+                id_column: Some("id".into()),
+                ..opts()
+            },
+        )
         .unwrap();
         assert_eq!(st.records, 2);
         assert_eq!(ds.ids, vec![SampleId::from("x1"), SampleId::from("x2")]);
@@ -268,18 +323,33 @@ mod tests {
 
     #[test]
     fn bad_cell_names_line_and_column() {
-        let err = read_csv_bytes(b"a,b,label\n1,2,0\n3,oops,1\n", &opts()).unwrap_err().to_string();
-        assert!(err.contains("line 3") && err.contains("`b`") && err.contains("oops"), "{err}");
-        let err = read_csv_bytes(b"a,label\n1,0\nnan,1\n", &opts()).unwrap_err().to_string();
+        let err = read_csv_bytes(b"a,b,label\n1,2,0\n3,oops,1\n", &opts())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("`b`") && err.contains("oops"),
+            "{err}"
+        );
+        let err = read_csv_bytes(b"a,label\n1,0\nnan,1\n", &opts())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 3") && err.contains("finite"), "{err}");
-        let err = read_csv_bytes(b"a,label\n1,0\n2\n", &opts()).unwrap_err().to_string();
+        let err = read_csv_bytes(b"a,label\n1,0\n2\n", &opts())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 3") && err.contains("1 fields"), "{err}");
     }
 
     #[test]
     fn skip_bad_counts_every_skipped_record() {
-        let (ds, st) =
-            read_csv_bytes(b"a,label\n1,0\nx,1\n2,1\n,\n", &ReadOptions { skip_bad: true, ..opts() }).unwrap();
+        let (ds, st) = read_csv_bytes(
+            b"a,label\n1,0\nx,1\n2,1\n,\n",
+            &ReadOptions {
+                skip_bad: true,
+                ..opts()
+            },
+        )
+        .unwrap();
         assert_eq!(ds.len(), 2);
         assert_eq!(st.skipped, 2);
         assert_eq!(ds.ids, vec![SampleId::Num(0), SampleId::Num(2)]);
@@ -287,11 +357,26 @@ mod tests {
 
     #[test]
     fn duplicate_ids_and_over_long_records_are_errors() {
-        let o = ReadOptions { id_column: Some("id".into()), ..opts() };
-        let err = read_csv_bytes(b"id,a\n1,1\n1,2\n", &o).unwrap_err().to_string();
-        assert!(err.contains("duplicate id 1") && err.contains("line 3"), "{err}");
+        let o = ReadOptions {
+            id_column: Some("id".into()),
+            ..opts()
+        };
+        let err = read_csv_bytes(b"id,a\n1,1\n1,2\n", &o)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("duplicate id 1") && err.contains("line 3"),
+            "{err}"
+        );
         let long = format!("a,label\n{},0\n", "1".repeat(100));
-        let err = read_csv_bytes(long.as_bytes(), &ReadOptions { max_record_bytes: 50, ..opts() }).unwrap_err();
+        let err = read_csv_bytes(
+            long.as_bytes(),
+            &ReadOptions {
+                max_record_bytes: 50,
+                ..opts()
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("longer than 50"), "{err}");
     }
 }

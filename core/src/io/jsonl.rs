@@ -46,11 +46,19 @@ struct Columns {
 
 /// Read JSONL from any buffered reader (stdin, a decompressor); `path` names
 /// the source in errors and in [`Dataset::source_files`].
-pub fn read_jsonl_reader<R: BufRead>(r: R, path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)> {
+pub fn read_jsonl_reader<R: BufRead>(
+    r: R,
+    path: &Path,
+    opts: &ReadOptions,
+) -> Result<(Dataset, ReadStats)> {
     read_jsonl_from(r, path, opts)
 }
 
-fn read_jsonl_from<R: BufRead>(mut r: R, path: &Path, opts: &ReadOptions) -> Result<(Dataset, ReadStats)> {
+fn read_jsonl_from<R: BufRead>(
+    mut r: R,
+    path: &Path,
+    opts: &ReadOptions,
+) -> Result<(Dataset, ReadStats)> {
     let mut stats = ReadStats::default();
     let mut cols: Option<Columns> = None;
     let mut buf = Vec::new();
@@ -58,7 +66,8 @@ fn read_jsonl_from<R: BufRead>(mut r: R, path: &Path, opts: &ReadOptions) -> Res
     let mut offset: u64 = 0;
     let mut index: u64 = 0;
     loop {
-        let (kind, consumed) = read_line_bounded(&mut r, &mut buf, opts.max_record_bytes).map_err(|e| Error::io(path, e))?;
+        let (kind, consumed) = read_line_bounded(&mut r, &mut buf, opts.max_record_bytes)
+            .map_err(|e| Error::io(path, e))?;
         let start = offset;
         offset += consumed;
         line_no += 1;
@@ -66,7 +75,13 @@ fn read_jsonl_from<R: BufRead>(mut r: R, path: &Path, opts: &ReadOptions) -> Res
         match kind {
             Line::Eof => break,
             Line::TooLong(n) => {
-                let e = Error::parse(loc(), format!("line of {n} bytes exceeds the limit of {}", opts.max_record_bytes));
+                let e = Error::parse(
+                    loc(),
+                    format!(
+                        "line of {n} bytes exceeds the limit of {}",
+                        opts.max_record_bytes
+                    ),
+                );
                 if opts.skip_bad {
                     stats.skip(&e);
                     continue;
@@ -81,8 +96,15 @@ fn read_jsonl_from<R: BufRead>(mut r: R, path: &Path, opts: &ReadOptions) -> Res
         let res = parse_record(&buf, loc, opts, &mut cols, index).map(|_| ());
         match res {
             Ok(()) => {
-                let c = cols.as_mut().ok_or_else(|| Error::data("internal: columns not set"))?;
-                c.origins.push(Origin { file: 0, line: line_no, offset: start, len: consumed });
+                let c = cols
+                    .as_mut()
+                    .ok_or_else(|| Error::data("internal: columns not set"))?;
+                c.origins.push(Origin {
+                    file: 0,
+                    line: line_no,
+                    offset: start,
+                    len: consumed,
+                });
                 stats.records += 1;
             }
             Err(e) if opts.skip_bad => stats.skip(&e),
@@ -91,12 +113,17 @@ fn read_jsonl_from<R: BufRead>(mut r: R, path: &Path, opts: &ReadOptions) -> Res
         index += 1;
     }
     let Some(c) = cols else {
-        let ds = Dataset { source_files: vec![path.display().to_string()], ..Default::default() };
+        let ds = Dataset {
+            source_files: vec![path.display().to_string()],
+            ..Default::default()
+        };
         return Ok((ds, stats));
     };
     let n = c.ids.len();
     let features = match c.d {
-        Some(d) => Some(Array2::from_shape_vec((n, d), c.feats).map_err(|e| Error::data(e.to_string()))?),
+        Some(d) => {
+            Some(Array2::from_shape_vec((n, d), c.feats).map_err(|e| Error::data(e.to_string()))?)
+        }
         None => None,
     };
     let (labels, label_names) = if c.has_labels {
@@ -105,20 +132,28 @@ fn read_jsonl_from<R: BufRead>(mut r: R, path: &Path, opts: &ReadOptions) -> Res
     } else {
         (None, None)
     };
-    let text_column = opts.text_column.clone().filter(|t| c.text_fields.contains(t)).or_else(|| {
-        ["text", "prompt", "instruction", "input", "content"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .find(|s| c.text_fields.contains(s))
-            .or_else(|| c.text_fields.first().cloned())
-    });
+    let text_column = opts
+        .text_column
+        .clone()
+        .filter(|t| c.text_fields.contains(t))
+        .or_else(|| {
+            ["text", "prompt", "instruction", "input", "content"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .find(|s| c.text_fields.contains(s))
+                .or_else(|| c.text_fields.first().cloned())
+        });
     let ds = Dataset {
         ids: c.ids,
         features,
         feature_names: Vec::new(),
         labels,
         label_names,
-        text_fields: c.text_fields.into_iter().zip(c.texts).collect::<BTreeMap<_, _>>(),
+        text_fields: c
+            .text_fields
+            .into_iter()
+            .zip(c.texts)
+            .collect::<BTreeMap<_, _>>(),
         text_column,
         source_files: vec![path.display().to_string()],
         origins: c.origins,
@@ -134,7 +169,8 @@ fn parse_record(
     cols: &mut Option<Columns>,
     index: u64,
 ) -> Result<()> {
-    let v: Value = serde_json::from_slice(line).map_err(|e| Error::parse(loc(), format!("invalid JSON at column {}: {e}", e.column())))?;
+    let v: Value = serde_json::from_slice(line)
+        .map_err(|e| Error::parse(loc(), format!("invalid JSON at column {}: {e}", e.column())))?;
     let Value::Object(obj) = v else {
         return Err(Error::parse(loc(), "a JSONL record must be a JSON object"));
     };
@@ -143,7 +179,9 @@ fn parse_record(
     if cols.is_none() {
         let text_fields = if opts.text_fields.is_empty() {
             obj.iter()
-                .filter(|(k, v)| v.is_string() && Some(k.as_str()) != label_field && Some(k.as_str()) != id_field)
+                .filter(|(k, v)| {
+                    v.is_string() && Some(k.as_str()) != label_field && Some(k.as_str()) != id_field
+                })
                 .map(|(k, _)| k.clone())
                 .collect()
         } else {
@@ -169,7 +207,9 @@ fn parse_record(
             id_seen: HashSet::new(),
         });
     }
-    let c = cols.as_mut().ok_or_else(|| Error::data("internal: columns not set"))?;
+    let c = cols
+        .as_mut()
+        .ok_or_else(|| Error::data("internal: columns not set"))?;
     // Validate everything before touching the columns, so a skipped record leaves no trace.
     let mut texts = Vec::with_capacity(c.text_fields.len());
     for f in &c.text_fields {
@@ -184,7 +224,12 @@ fn parse_record(
         Some(match obj.get(l) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) if n.is_u64() => n.to_string(),
-            Some(_) => return Err(Error::parse(loc().at_field(l), "label must be a string or a non-negative integer")),
+            Some(_) => {
+                return Err(Error::parse(
+                    loc().at_field(l),
+                    "label must be a string or a non-negative integer",
+                ))
+            }
             None => return Err(Error::parse(loc().at_field(l), "missing label")),
         })
     } else {
@@ -194,7 +239,12 @@ fn parse_record(
         Some(f) => match obj.get(f) {
             Some(Value::String(s)) => SampleId::Str(s.clone()),
             Some(Value::Number(n)) if n.is_u64() => SampleId::Num(n.as_u64().unwrap_or(0)),
-            Some(_) => return Err(Error::parse(loc().at_field(f), "id must be a string or a non-negative integer")),
+            Some(_) => {
+                return Err(Error::parse(
+                    loc().at_field(f),
+                    "id must be a string or a non-negative integer",
+                ))
+            }
             None => return Err(Error::parse(loc().at_field(f), "missing id")),
         },
         None => SampleId::Num(index),
@@ -204,10 +254,15 @@ fn parse_record(
         None => None,
     };
     if c.id_seen.contains(&id) {
-        return Err(Error::parse(loc().at_field(id_field.unwrap_or("id")), format!("duplicate id {id}")));
+        return Err(Error::parse(
+            loc().at_field(id_field.unwrap_or("id")),
+            format!("duplicate id {id}"),
+        ));
     }
     if let Some(l) = &label {
-        c.labels.push(l).map_err(|m| Error::parse(loc().at_field(label_field.unwrap_or("label")), m))?;
+        c.labels
+            .push(l)
+            .map_err(|m| Error::parse(loc().at_field(label_field.unwrap_or("label")), m))?;
     }
     c.id_seen.insert(id.clone());
     c.ids.push(id);
@@ -220,13 +275,20 @@ fn parse_record(
     Ok(())
 }
 
-fn parse_features(obj: &Map<String, Value>, d: usize, loc: &impl Fn() -> Location) -> Result<Vec<f32>> {
+fn parse_features(
+    obj: &Map<String, Value>,
+    d: usize,
+    loc: &impl Fn() -> Location,
+) -> Result<Vec<f32>> {
     let at = || loc().at_field(FEATURES_FIELD);
     let Some(Value::Array(a)) = obj.get(FEATURES_FIELD) else {
         return Err(Error::parse(at(), "missing or not an array"));
     };
     if a.len() != d {
-        return Err(Error::parse(at(), format!("{} values, the first record has {d}", a.len())));
+        return Err(Error::parse(
+            at(),
+            format!("{} values, the first record has {d}", a.len()),
+        ));
     }
     a.iter()
         .enumerate()
@@ -246,7 +308,10 @@ pub fn write_jsonl(ds: &Dataset, path: &Path) -> Result<()> {
     atomic::write_atomic(path, |w| {
         for i in 0..ds.len() {
             let mut m = Map::new();
-            m.insert("id".into(), serde_json::to_value(&ds.ids[i]).map_err(std::io::Error::other)?);
+            m.insert(
+                "id".into(),
+                serde_json::to_value(&ds.ids[i]).map_err(std::io::Error::other)?,
+            );
             for (k, col) in &ds.text_fields {
                 m.insert(k.clone(), Value::String(col[i].clone()));
             }
@@ -258,7 +323,13 @@ pub fn write_jsonl(ds: &Dataset, path: &Path) -> Result<()> {
                 m.insert("label".into(), v);
             }
             if let Some(f) = &ds.features {
-                m.insert(FEATURES_FIELD.into(), f.row(i).iter().map(|&x| Value::from(f64::from(x))).collect());
+                m.insert(
+                    FEATURES_FIELD.into(),
+                    f.row(i)
+                        .iter()
+                        .map(|&x| Value::from(f64::from(x)))
+                        .collect(),
+                );
             }
             serde_json::to_writer(&mut *w, &m).map_err(std::io::Error::other)?;
             w.write_all(b"\n")?;
@@ -274,10 +345,16 @@ mod tests {
     #[test]
     fn reads_text_label_id_and_keeps_origins() {
         let data = b"{\"id\":\"a\",\"text\":\"hello\",\"label\":1}\n\n{\"id\":\"b\",\"text\":\"bye\",\"label\":0}\n";
-        let o = ReadOptions { id_column: Some("id".into()), ..Default::default() };
+        let o = ReadOptions {
+            id_column: Some("id".into()),
+            ..Default::default()
+        };
         let (ds, st) = read_jsonl_bytes(data, &o).unwrap();
         assert_eq!(st.records, 2);
-        assert_eq!(ds.text().unwrap(), &["hello".to_string(), "bye".to_string()]);
+        assert_eq!(
+            ds.text().unwrap(),
+            &["hello".to_string(), "bye".to_string()]
+        );
         assert_eq!(ds.labels, Some(vec![1, 0]));
         assert_eq!(ds.origins[1].line, 3);
         assert_eq!(ds.origins[1].offset, 37);
@@ -286,19 +363,36 @@ mod tests {
     #[test]
     fn errors_name_line_and_field() {
         let data = b"{\"text\":\"a\",\"label\":1}\n{\"text\":2,\"label\":1}\n";
-        let err = read_jsonl_bytes(data, &ReadOptions::default()).unwrap_err().to_string();
+        let err = read_jsonl_bytes(data, &ReadOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && err.contains("`text`"), "{err}");
-        let err = read_jsonl_bytes(b"{\"text\":\"a\"\n", &ReadOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("line 1") && err.contains("invalid JSON"), "{err}");
+        let err = read_jsonl_bytes(b"{\"text\":\"a\"\n", &ReadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 1") && err.contains("invalid JSON"),
+            "{err}"
+        );
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let err = read_jsonl_bytes(deep.as_bytes(), &ReadOptions::default()).unwrap_err().to_string();
+        let err = read_jsonl_bytes(deep.as_bytes(), &ReadOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]
     fn skipped_records_leave_no_partial_columns() {
-        let data = b"{\"text\":\"a\",\"label\":1}\n{\"text\":\"b\"}\n{\"text\":\"c\",\"label\":2}\n";
-        let (ds, st) = read_jsonl_bytes(data, &ReadOptions { skip_bad: true, ..Default::default() }).unwrap();
+        let data =
+            b"{\"text\":\"a\",\"label\":1}\n{\"text\":\"b\"}\n{\"text\":\"c\",\"label\":2}\n";
+        let (ds, st) = read_jsonl_bytes(
+            data,
+            &ReadOptions {
+                skip_bad: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(st.skipped, 1);
         assert_eq!(ds.labels, Some(vec![1, 2]));
         assert_eq!(ds.text().unwrap().len(), 2);

@@ -23,12 +23,18 @@ impl LabelBuilder {
         let cell = cell.trim();
         let int = match cell.parse::<u64>() {
             Ok(v) if v >= MAX_CLASSES as u64 => {
-                return Err(format!("label {v} is not below the class limit {MAX_CLASSES}"))
+                return Err(format!(
+                    "label {v} is not below the class limit {MAX_CLASSES}"
+                ))
             }
             Ok(_) => true,
             Err(_) => false,
         };
-        self.all_int = if self.started { self.all_int && int } else { int };
+        self.all_int = if self.started {
+            self.all_int && int
+        } else {
+            int
+        };
         self.started = true;
         self.raw.push(cell.to_owned());
         Ok(())
@@ -36,7 +42,11 @@ impl LabelBuilder {
 
     pub(crate) fn finish(self) -> (Vec<u32>, Option<Vec<String>>) {
         if self.all_int || self.raw.is_empty() {
-            let v = self.raw.iter().map(|s| s.parse::<u32>().unwrap_or(0)).collect();
+            let v = self
+                .raw
+                .iter()
+                .map(|s| s.parse::<u32>().unwrap_or(0))
+                .collect();
             return (v, None);
         }
         let mut names: BTreeMap<&str, u32> = self.raw.iter().map(|s| (s.as_str(), 0)).collect();
@@ -44,6 +54,9 @@ impl LabelBuilder {
             *v = i as u32;
         }
         let labels = self.raw.iter().map(|s| names[s.as_str()]).collect();
-        (labels, Some(names.keys().map(|s| (*s).to_owned()).collect()))
+        (
+            labels,
+            Some(names.keys().map(|s| (*s).to_owned()).collect()),
+        )
     }
 }

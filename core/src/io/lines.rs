@@ -17,7 +17,11 @@ pub enum Line {
 
 /// Read the next line into `buf` (cleared first), keeping at most `max` bytes.
 /// Returns the line kind and the number of bytes consumed (newline included).
-pub fn read_line_bounded<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<(Line, u64)> {
+pub fn read_line_bounded<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<(Line, u64)> {
     buf.clear();
     let mut consumed: u64 = 0;
     let mut overflow = false;
@@ -56,7 +60,11 @@ pub fn read_line_bounded<R: BufRead>(r: &mut R, buf: &mut Vec<u8>, max: usize) -
             if buf.last() == Some(&b'\r') {
                 buf.pop();
             }
-            let kind = if overflow { Line::TooLong(consumed - 1) } else { Line::Ok };
+            let kind = if overflow {
+                Line::TooLong(consumed - 1)
+            } else {
+                Line::Ok
+            };
             return Ok((kind, consumed));
         }
     }
@@ -75,12 +83,24 @@ mod tests {
         let data = b"ab\r\ncdefgh\nij";
         let mut r = io::BufReader::with_capacity(3, &data[..]);
         let mut buf = Vec::new();
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4).unwrap(), (Line::Ok, 4));
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4).unwrap(),
+            (Line::Ok, 4)
+        );
         assert_eq!(buf, b"ab");
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4).unwrap(), (Line::TooLong(6), 7));
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4).unwrap(),
+            (Line::TooLong(6), 7)
+        );
         assert!(buf.is_empty());
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4).unwrap(), (Line::Ok, 2));
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4).unwrap(),
+            (Line::Ok, 2)
+        );
         assert_eq!(buf, b"ij");
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4).unwrap(), (Line::Eof, 0));
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4).unwrap(),
+            (Line::Eof, 0)
+        );
     }
 }

@@ -97,7 +97,10 @@ impl Format {
             if path.join("X.npy").exists() {
                 return Ok(Format::Npy);
             }
-            return Err(Error::data(format!("{}: a directory must hold X.npy (and y.npy)", path.display())));
+            return Err(Error::data(format!(
+                "{}: a directory must hold X.npy (and y.npy)",
+                path.display()
+            )));
         }
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("csv") => Ok(Format::Csv),
@@ -148,7 +151,9 @@ pub fn npy_features_path(path: &Path) -> PathBuf {
 /// formatting) exactly as it was: the clean dataset is the input minus rows.
 pub fn write_filtered_copy(ds: &Dataset, drop: &HashSet<usize>, out: &Path) -> Result<()> {
     if ds.source_files.len() != 1 || ds.origins.len() != ds.len() {
-        return Err(Error::data("a filtered copy needs a dataset read from exactly one CSV or JSONL file"));
+        return Err(Error::data(
+            "a filtered copy needs a dataset read from exactly one CSV or JSONL file",
+        ));
     }
     let src = Path::new(&ds.source_files[0]);
     let mut f = File::open(src).map_err(|e| Error::io(src, e))?;
@@ -195,5 +200,7 @@ pub fn write_path(ds: &Dataset, path: &Path, format: Format) -> Result<()> {
 
 /// Open `path` for buffered reading with the path in the error.
 pub(crate) fn open(path: &Path) -> Result<BufReader<File>> {
-    File::open(path).map(|f| BufReader::with_capacity(1 << 16, f)).map_err(|e| Error::io(path, e))
+    File::open(path)
+        .map(|f| BufReader::with_capacity(1 << 16, f))
+        .map_err(|e| Error::io(path, e))
 }

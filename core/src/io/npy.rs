@@ -74,7 +74,10 @@ pub struct NpyArray {
 pub fn parse_header(bytes: &[u8], total_len: u64, loc: &Location) -> Result<Header> {
     let err = |field: &str, msg: String| Error::parse(loc.clone().at_field(field), msg);
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err(err("magic", "not an NPY file (missing \\x93NUMPY magic)".into()));
+        return Err(err(
+            "magic",
+            "not an NPY file (missing \\x93NUMPY magic)".into(),
+        ));
     }
     let major = bytes[6];
     let (hlen, start) = match major {
@@ -83,18 +86,28 @@ pub fn parse_header(bytes: &[u8], total_len: u64, loc: &Location) -> Result<Head
             if bytes.len() < 12 {
                 return Err(err("header_len", "truncated header".into()));
             }
-            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
         }
         v => return Err(err("version", format!("unsupported NPY version {v}"))),
     };
     if hlen > MAX_HEADER {
-        return Err(err("header_len", format!("header of {hlen} bytes exceeds {MAX_HEADER}")));
+        return Err(err(
+            "header_len",
+            format!("header of {hlen} bytes exceeds {MAX_HEADER}"),
+        ));
     }
     let end = start + hlen;
     if bytes.len() < end {
-        return Err(err("header_len", format!("header declares {hlen} bytes, file is shorter")));
+        return Err(err(
+            "header_len",
+            format!("header declares {hlen} bytes, file is shorter"),
+        ));
     }
-    let text = std::str::from_utf8(&bytes[start..end]).map_err(|_| err("header", "header is not UTF-8".into()))?;
+    let text = std::str::from_utf8(&bytes[start..end])
+        .map_err(|_| err("header", "header is not UTF-8".into()))?;
     let descr = dict_value(text, "descr").ok_or_else(|| err("descr", "missing".into()))?;
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
     let (big_endian, code) = match descr.as_bytes().first() {
@@ -116,19 +129,32 @@ pub fn parse_header(bytes: &[u8], total_len: u64, loc: &Location) -> Result<Head
         "b1" | "?" => Dtype::Bool,
         other => return Err(err("descr", format!("unsupported dtype {other:?}"))),
     };
-    let fortran = dict_value(text, "fortran_order").ok_or_else(|| err("fortran_order", "missing".into()))?;
+    let fortran =
+        dict_value(text, "fortran_order").ok_or_else(|| err("fortran_order", "missing".into()))?;
     let fortran_order = match fortran.trim() {
         "True" => true,
         "False" => false,
-        o => return Err(err("fortran_order", format!("expected True or False, got {o:?}"))),
+        o => {
+            return Err(err(
+                "fortran_order",
+                format!("expected True or False, got {o:?}"),
+            ))
+        }
     };
     let shape_s = dict_value(text, "shape").ok_or_else(|| err("shape", "missing".into()))?;
-    let inner = shape_s.trim().strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or_else(|| err("shape", format!("not a tuple: {shape_s:?}")))?;
+    let inner = shape_s
+        .trim()
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or_else(|| err("shape", format!("not a tuple: {shape_s:?}")))?;
     let shape = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| err("shape", format!("bad dimension {s:?}"))))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| err("shape", format!("bad dimension {s:?}")))
+        })
         .collect::<Result<Vec<_>>>()?;
     let count = shape
         .iter()
@@ -137,16 +163,28 @@ pub fn parse_header(bytes: &[u8], total_len: u64, loc: &Location) -> Result<Head
         .ok_or_else(|| err("shape", "declared size overflows".into()))?;
     let have = total_len.saturating_sub(end as u64);
     if have != count as u64 {
-        return Err(err("shape", format!("shape {shape:?} of {code} needs {count} data bytes, file has {have}")));
+        return Err(err(
+            "shape",
+            format!("shape {shape:?} of {code} needs {count} data bytes, file has {have}"),
+        ));
     }
-    Ok(Header { dtype, big_endian, fortran_order, shape, data_offset: end })
+    Ok(Header {
+        dtype,
+        big_endian,
+        fortran_order,
+        shape,
+        data_offset: end,
+    })
 }
 
 /// The text after `'key':` in a Python dict literal, up to the next top-level comma.
 fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let pat1 = format!("'{key}'");
     let pat2 = format!("\"{key}\"");
-    let at = text.find(&pat1).map(|i| i + pat1.len()).or_else(|| text.find(&pat2).map(|i| i + pat2.len()))?;
+    let at = text
+        .find(&pat1)
+        .map(|i| i + pat1.len())
+        .or_else(|| text.find(&pat2).map(|i| i + pat2.len()))?;
     let rest = text[at..].trim_start().strip_prefix(':')?;
     let mut depth = 0i32;
     for (i, c) in rest.char_indices() {
@@ -164,8 +202,16 @@ fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 pub fn parse_npy(bytes: &[u8], loc: &Location) -> Result<NpyArray> {
     let h = parse_header(bytes, bytes.len() as u64, loc)?;
     let data = decode(&bytes[h.data_offset..], &h);
-    let data = if h.fortran_order { to_c_order(&data, &h.shape) } else { data };
-    Ok(NpyArray { shape: h.shape, data, dtype: h.dtype })
+    let data = if h.fortran_order {
+        to_c_order(&data, &h.shape)
+    } else {
+        data
+    };
+    Ok(NpyArray {
+        shape: h.shape,
+        data,
+        dtype: h.dtype,
+    })
 }
 
 fn decode(raw: &[u8], h: &Header) -> Vec<f64> {
@@ -227,15 +273,27 @@ pub fn read_npy_pair(x_path: &Path, labels: Option<&Path>) -> Result<(Dataset, R
     let (n, d) = match x.shape.as_slice() {
         [n] => (*n, 1),
         [n, d] => (*n, *d),
-        s => return Err(Error::parse(loc, format!("features must be 1-D or 2-D, got shape {s:?}"))),
+        s => {
+            return Err(Error::parse(
+                loc,
+                format!("features must be 1-D or 2-D, got shape {s:?}"),
+            ))
+        }
     };
-    if let Some(i) = x.data.iter().position(|v| !v.is_finite() || v.abs() > f64::from(f32::MAX)) {
+    if let Some(i) = x
+        .data
+        .iter()
+        .position(|v| !v.is_finite() || v.abs() > f64::from(f32::MAX))
+    {
         return Err(Error::parse(
-            Location::file(x_path).at_line((i / d.max(1)) as u64).at_field(format!("column {}", i % d.max(1))),
+            Location::file(x_path)
+                .at_line((i / d.max(1)) as u64)
+                .at_field(format!("column {}", i % d.max(1))),
             "feature is not a finite f32",
         ));
     }
-    let features = Array2::from_shape_vec((n, d), x.data.iter().map(|&v| v as f32).collect()).map_err(|e| Error::data(e.to_string()))?;
+    let features = Array2::from_shape_vec((n, d), x.data.iter().map(|&v| v as f32).collect())
+        .map_err(|e| Error::data(e.to_string()))?;
     let y_path = labels.map(Path::to_path_buf).or_else(|| {
         let p = x_path.with_file_name("y.npy");
         (p.exists() && p != x_path).then_some(p)
@@ -245,7 +303,10 @@ pub fn read_npy_pair(x_path: &Path, labels: Option<&Path>) -> Result<(Dataset, R
             let y = read_npy(p)?;
             let yl = Location::file(p);
             if y.shape.len() != 1 || y.shape[0] != n {
-                return Err(Error::parse(yl.at_field("shape"), format!("labels must have shape ({n},), got {:?}", y.shape)));
+                return Err(Error::parse(
+                    yl.at_field("shape"),
+                    format!("labels must have shape ({n},), got {:?}", y.shape),
+                ));
             }
             let lab = y
                 .data
@@ -255,7 +316,10 @@ pub fn read_npy_pair(x_path: &Path, labels: Option<&Path>) -> Result<(Dataset, R
                     if v >= 0.0 && v.fract() == 0.0 && v < super::labels::MAX_CLASSES as f64 {
                         Ok(v as u32)
                     } else {
-                        Err(Error::parse(yl.clone().at_line(i as u64), format!("label {v} is not a class index")))
+                        Err(Error::parse(
+                            yl.clone().at_line(i as u64),
+                            format!("label {v} is not a class index"),
+                        ))
                     }
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -272,17 +336,36 @@ pub fn read_npy_pair(x_path: &Path, labels: Option<&Path>) -> Result<(Dataset, R
         features: Some(features),
         labels,
         source_files: files,
-        origins: (0..n as u64).map(|i| Origin { file: 0, line: i, offset: 0, len: 0 }).collect(),
+        origins: (0..n as u64)
+            .map(|i| Origin {
+                file: 0,
+                line: i,
+                offset: 0,
+                len: 0,
+            })
+            .collect(),
         ..Default::default()
     };
     ds.validate()?;
-    Ok((ds, ReadStats { records: n as u64, ..Default::default() }))
+    Ok((
+        ds,
+        ReadStats {
+            records: n as u64,
+            ..Default::default()
+        },
+    ))
 }
 
 fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
     let shape_s = match shape {
         [n] => format!("({n},)"),
-        s => format!("({})", s.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+        s => format!(
+            "({})",
+            s.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
     // Pad so that the data starts on a 64-byte boundary, as NumPy does.
@@ -354,16 +437,23 @@ mod tests {
         assert_eq!((b.len() - 3 * 2 * 4) % 64, 0);
         let r = parse_npy(&b, &Location::default()).unwrap();
         assert_eq!(r.shape, vec![3, 2]);
-        assert_eq!(r.data.iter().map(|&v| v as f32).collect::<Vec<_>>(), a.iter().copied().collect::<Vec<_>>());
+        assert_eq!(
+            r.data.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            a.iter().copied().collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn refuses_declared_size_larger_than_file() {
         let mut b = header_bytes("<f8", &[1 << 40, 1 << 20]);
         b.extend_from_slice(&[0; 16]);
-        let err = parse_npy(&b, &Location::file("x.npy")).unwrap_err().to_string();
+        let err = parse_npy(&b, &Location::file("x.npy"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x.npy") && err.contains("shape"), "{err}");
-        let err = parse_npy(b"\x93NUMPY\x01\x00", &Location::default()).unwrap_err().to_string();
+        let err = parse_npy(b"\x93NUMPY\x01\x00", &Location::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("magic"), "{err}");
     }
 
@@ -372,13 +462,19 @@ mod tests {
         let mut b = header_bytes(">i2", &[2]);
         b.extend_from_slice(&(-3i16).to_be_bytes());
         b.extend_from_slice(&(7i16).to_be_bytes());
-        assert_eq!(parse_npy(&b, &Location::default()).unwrap().data, vec![-3.0, 7.0]);
+        assert_eq!(
+            parse_npy(&b, &Location::default()).unwrap().data,
+            vec![-3.0, 7.0]
+        );
         let mut b = header_bytes("<f8", &[2, 2]);
         let at = b.windows(5).position(|w| w == b"False").unwrap();
         b.splice(at..at + 5, b"True ".iter().copied());
         for v in [1.0f64, 3.0, 2.0, 4.0] {
             b.extend_from_slice(&v.to_le_bytes());
         }
-        assert_eq!(parse_npy(&b, &Location::default()).unwrap().data, vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(
+            parse_npy(&b, &Location::default()).unwrap().data,
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
     }
 }

@@ -60,7 +60,10 @@ impl FromStr for AccountantKind {
         match s.to_ascii_lowercase().as_str() {
             "rdp" => Ok(AccountantKind::Rdp),
             "pld" => Ok(AccountantKind::Pld),
-            other => Err(Error::param("accountant", format!("`{other}` is not rdp or pld"))),
+            other => Err(Error::param(
+                "accountant",
+                format!("`{other}` is not rdp or pld"),
+            )),
         }
     }
 }
@@ -68,7 +71,10 @@ impl FromStr for AccountantKind {
 fn check_steps_delta(delta: f64) -> Result<()> {
     rdp::check_delta(delta)?;
     if delta == 0.0 {
-        return Err(Error::param("delta", "must be > 0 (no finite epsilon exists for delta = 0)"));
+        return Err(Error::param(
+            "delta",
+            "must be > 0 (no finite epsilon exists for delta = 0)",
+        ));
     }
     Ok(())
 }
@@ -94,7 +100,13 @@ pub fn epsilon_rdp(q: f64, sigma: f64, steps: u64, delta: f64) -> (f64, f64) {
 
 /// Epsilon by the PLD accountant with grid width `discretization`; an error
 /// for parameters out of range.
-pub fn try_epsilon_pld(q: f64, sigma: f64, steps: u64, delta: f64, discretization: f64) -> Result<f64> {
+pub fn try_epsilon_pld(
+    q: f64,
+    sigma: f64,
+    steps: u64,
+    delta: f64,
+    discretization: f64,
+) -> Result<f64> {
     check_steps_delta(delta)?;
     let mut acc = PldAccountant::with_discretization(discretization)?;
     acc.compose_poisson_gaussian(q, sigma, steps)?;
@@ -122,14 +134,26 @@ pub fn epsilon(kind: AccountantKind, q: f64, sigma: f64, steps: u64, delta: f64)
 ///
 /// Epsilon decreases monotonically in sigma, so this brackets the answer by
 /// doubling and then bisects.
-pub fn calibrate_sigma(target_epsilon: f64, q: f64, steps: u64, delta: f64, accountant: AccountantKind) -> Result<f64> {
+pub fn calibrate_sigma(
+    target_epsilon: f64,
+    q: f64,
+    steps: u64,
+    delta: f64,
+    accountant: AccountantKind,
+) -> Result<f64> {
     if !(target_epsilon.is_finite() && target_epsilon > 0.0) {
-        return Err(Error::param("epsilon", format!("must be a positive finite number, got {target_epsilon}")));
+        return Err(Error::param(
+            "epsilon",
+            format!("must be a positive finite number, got {target_epsilon}"),
+        ));
     }
     check_steps_delta(delta)?;
     rdp::check_mechanism(q, 1.0)?;
     if q == 0.0 || steps == 0 {
-        return Err(Error::param("steps", "nothing to calibrate: no step touches the data (q = 0 or steps = 0)"));
+        return Err(Error::param(
+            "steps",
+            "nothing to calibrate: no step touches the data (q = 0 or steps = 0)",
+        ));
     }
     let eps = |s: f64| epsilon(accountant, q, s, steps, delta);
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
@@ -168,7 +192,10 @@ mod tests {
         assert!(try_epsilon_rdp(0.1, f64::NAN, 10, 1e-5).is_err());
         assert!(calibrate_sigma(-1.0, 0.1, 10, 1e-5, AccountantKind::Rdp).is_err());
         assert!("xyz".parse::<AccountantKind>().is_err());
-        assert_eq!("PLD".parse::<AccountantKind>().ok(), Some(AccountantKind::Pld));
+        assert_eq!(
+            "PLD".parse::<AccountantKind>().ok(),
+            Some(AccountantKind::Pld)
+        );
     }
 
     #[test]

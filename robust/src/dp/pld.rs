@@ -146,7 +146,9 @@ impl SubsampledGaussian {
         if self.q < 1.0 {
             match self.adjacency {
                 Adjacency::Add if eps >= -(-self.q).ln_1p() => return 0.0,
-                Adjacency::Remove if eps <= (-self.q).ln_1p() => return (-eps.exp_m1()).clamp(0.0, 1.0),
+                Adjacency::Remove if eps <= (-self.q).ln_1p() => {
+                    return (-eps.exp_m1()).clamp(0.0, 1.0)
+                }
                 _ => {}
             }
         }
@@ -177,10 +179,16 @@ impl SubsampledGaussian {
         let eps_lower = self.privacy_loss(ux);
         let k_hi = (eps_upper / d).ceil() as i64;
         let k_lo = (eps_lower / d).floor() as i64;
-        let mut deltas: Vec<f64> =
-            (k_lo..=k_hi).into_par_iter().map(|k| self.delta_for_epsilon(k as f64 * d)).collect();
+        let mut deltas: Vec<f64> = (k_lo..=k_hi)
+            .into_par_iter()
+            .map(|k| self.delta_for_epsilon(k as f64 * d))
+            .collect();
         if deltas.len() == 1 {
-            return Pmf { lower: k_lo, probs: vec![1.0 - deltas[0]], infinity_mass: deltas[0] };
+            return Pmf {
+                lower: k_lo,
+                probs: vec![1.0 - deltas[0]],
+                infinity_mass: deltas[0],
+            };
         }
         // Enforce monotonicity (deltas are non-increasing in eps up to rounding).
         for i in 1..deltas.len() {
@@ -202,7 +210,11 @@ impl SubsampledGaussian {
         for p in &mut probs {
             *p = p.max(0.0);
         }
-        Pmf { lower: k_lo, probs, infinity_mass: deltas[n - 1] }
+        Pmf {
+            lower: k_lo,
+            probs,
+            infinity_mass: deltas[n - 1],
+        }
     }
 }
 
@@ -274,7 +286,9 @@ struct Ffts {
 
 impl Ffts {
     fn new() -> Self {
-        Self { planner: FftPlanner::new() }
+        Self {
+            planner: FftPlanner::new(),
+        }
     }
     /// The forward FFT of length `n`. Inverse transforms reuse it
     /// (`ifft(x) = conj(fft(conj(x))) / n`), which halves the planning cost:
@@ -321,7 +335,11 @@ impl Pmf {
         let half = n / 2;
         for k in 0..=half {
             let z = buf[k];
-            let w = if z.norm_sqr() < tiny { Complex64::new(0.0, 0.0) } else { pow_u64(z, times) };
+            let w = if z.norm_sqr() < tiny {
+                Complex64::new(0.0, 0.0)
+            } else {
+                pow_u64(z, times)
+            };
             // Stored conjugated: the forward FFT below then inverts.
             buf[k] = w.conj();
             if k != 0 && n - k != k {
@@ -331,9 +349,15 @@ impl Pmf {
         fwd.process(&mut buf);
         let scale = 1.0 / n as f64;
         let shift = tl.rem_euclid(n as i64) as usize;
-        let probs: Vec<f64> = (0..out_len).map(|i| buf[(i + shift) % n].re * scale).collect();
+        let probs: Vec<f64> = (0..out_len)
+            .map(|i| buf[(i + shift) % n].re * scale)
+            .collect();
         let inf = TAIL_MASS_TRUNCATION - (t * (-self.infinity_mass).ln_1p()).exp_m1();
-        Pmf { lower: self.lower * times as i64 + tl, probs, infinity_mass: inf.min(1.0) }
+        Pmf {
+            lower: self.lower * times as i64 + tl,
+            probs,
+            infinity_mass: inf.min(1.0),
+        }
     }
 
     /// The composition of two PMFs (linear convolution), tails truncated pessimistically.
@@ -357,15 +381,24 @@ impl Pmf {
         fwd.process(&mut a);
         let scale = 1.0 / n as f64;
         let probs: Vec<f64> = a[..len].iter().map(|z| z.re * scale).collect();
-        let inf = self.infinity_mass + other.infinity_mass - self.infinity_mass * other.infinity_mass;
+        let inf =
+            self.infinity_mass + other.infinity_mass - self.infinity_mass * other.infinity_mass;
         let (offset, probs, right) = truncate_tails(probs, TAIL_MASS_TRUNCATION);
-        Pmf { lower: self.lower + other.lower + offset as i64, probs, infinity_mass: (inf + right).min(1.0) }
+        Pmf {
+            lower: self.lower + other.lower + offset as i64,
+            probs,
+            infinity_mass: (inf + right).min(1.0),
+        }
     }
 
     /// The same PMF with at most `1e-15` of tail mass moved pessimistically.
     fn truncated(self) -> Pmf {
         let (offset, probs, right) = truncate_tails(self.probs, TAIL_MASS_TRUNCATION);
-        Pmf { lower: self.lower + offset as i64, probs, infinity_mass: (self.infinity_mass + right).min(1.0) }
+        Pmf {
+            lower: self.lower + offset as i64,
+            probs,
+            infinity_mass: (self.infinity_mass + right).min(1.0),
+        }
     }
 
     /// Smallest epsilon >= 0 whose hockey-stick divergence is at most `delta`.
@@ -451,15 +484,26 @@ impl Default for PldAccountant {
 impl PldAccountant {
     /// An empty accountant with the default grid width `1e-4`.
     pub fn new() -> Self {
-        Self { discretization: DEFAULT_DISCRETIZATION, pmfs: None, non_private: false }
+        Self {
+            discretization: DEFAULT_DISCRETIZATION,
+            pmfs: None,
+            non_private: false,
+        }
     }
 
     /// An empty accountant with grid width `d` (smaller: tighter and slower).
     pub fn with_discretization(d: f64) -> Result<Self> {
         if !(d.is_finite() && d > 0.0 && d <= 1.0) {
-            return Err(Error::param("discretization", format!("must be in (0, 1], got {d}")));
+            return Err(Error::param(
+                "discretization",
+                format!("must be in (0, 1], got {d}"),
+            ));
         }
-        Ok(Self { discretization: d, pmfs: None, non_private: false })
+        Ok(Self {
+            discretization: d,
+            pmfs: None,
+            non_private: false,
+        })
     }
 
     /// Grid width.
@@ -478,7 +522,15 @@ impl PldAccountant {
             return Ok(());
         }
         let d = self.discretization;
-        let one = |adjacency| SubsampledGaussian { q, sigma, adjacency }.pmf(d).self_compose(count, &mut Ffts::new());
+        let one = |adjacency| {
+            SubsampledGaussian {
+                q,
+                sigma,
+                adjacency,
+            }
+            .pmf(d)
+            .self_compose(count, &mut Ffts::new())
+        };
         let (remove, add) = if q == 1.0 {
             // Without subsampling both adjacencies have the same PLD.
             let r = one(Adjacency::Remove);
@@ -503,25 +555,28 @@ impl PldAccountant {
         }
         Ok(match &self.pmfs {
             None => 0.0,
-            Some((r, a)) => {
-                r.epsilon_for_delta(delta, self.discretization).max(a.epsilon_for_delta(delta, self.discretization))
-            }
+            Some((r, a)) => r
+                .epsilon_for_delta(delta, self.discretization)
+                .max(a.epsilon_for_delta(delta, self.discretization)),
         })
     }
 
     /// Delta of everything composed so far at `epsilon` (the larger over both adjacencies).
     pub fn delta(&self, epsilon: f64) -> Result<f64> {
         if epsilon.is_nan() || epsilon < 0.0 {
-            return Err(Error::param("epsilon", format!("must be >= 0, got {epsilon}")));
+            return Err(Error::param(
+                "epsilon",
+                format!("must be >= 0, got {epsilon}"),
+            ));
         }
         if self.non_private {
             return Ok(1.0);
         }
         Ok(match &self.pmfs {
             None => 0.0,
-            Some((r, a)) => {
-                r.delta_for_epsilon(epsilon, self.discretization).max(a.delta_for_epsilon(epsilon, self.discretization))
-            }
+            Some((r, a)) => r
+                .delta_for_epsilon(epsilon, self.discretization)
+                .max(a.delta_for_epsilon(epsilon, self.discretization)),
         })
     }
 }
@@ -536,7 +591,10 @@ mod tests {
         for e in [0u64, 1, 2, 7, 100, 1001] {
             let want = Complex64::from_polar(z.norm().powf(e as f64), z.arg() * e as f64);
             let got = pow_u64(z, e);
-            assert!((got - want).norm() <= 1e-12 * want.norm().max(1e-300), "e={e} {got} {want}");
+            assert!(
+                (got - want).norm() <= 1e-12 * want.norm().max(1e-300),
+                "e={e} {got} {want}"
+            );
         }
     }
 
@@ -551,7 +609,11 @@ mod tests {
     #[test]
     fn pmf_of_one_step_is_a_distribution() {
         for adjacency in [Adjacency::Remove, Adjacency::Add] {
-            let m = SubsampledGaussian { q: 0.01, sigma: 1.0, adjacency };
+            let m = SubsampledGaussian {
+                q: 0.01,
+                sigma: 1.0,
+                adjacency,
+            };
             let p = m.pmf(1e-3);
             let total: f64 = p.probs.iter().sum::<f64>() + p.infinity_mass;
             assert!((total - 1.0).abs() < 1e-9, "{total}");
@@ -561,12 +623,19 @@ mod tests {
 
     #[test]
     fn self_composition_matches_repeated_composition() {
-        let m = SubsampledGaussian { q: 0.1, sigma: 1.0, adjacency: Adjacency::Remove };
+        let m = SubsampledGaussian {
+            q: 0.1,
+            sigma: 1.0,
+            adjacency: Adjacency::Remove,
+        };
         let d = 1e-2;
         let p = m.pmf(d);
         let mut ffts = Ffts::new();
         let a = p.self_compose(4, &mut ffts);
-        let b = p.compose(&p, &mut ffts).compose(&p, &mut ffts).compose(&p, &mut ffts);
+        let b = p
+            .compose(&p, &mut ffts)
+            .compose(&p, &mut ffts)
+            .compose(&p, &mut ffts);
         let (ea, eb) = (a.epsilon_for_delta(1e-5, d), b.epsilon_for_delta(1e-5, d));
         assert!((ea - eb).abs() < 1e-6, "{ea} {eb}");
     }

@@ -103,7 +103,11 @@ pub fn rdp_poisson_gaussian(q: f64, sigma: f64, alpha: f64) -> f64 {
 /// reference; where `delta^2 >= 1 - exp(-rdp)` the KL bound already gives 0.
 pub fn epsilon_from_rdp(orders: &[f64], rdp: &[f64], delta: f64) -> (f64, f64) {
     if delta == 0.0 {
-        return if rdp.iter().all(|&r| r == 0.0) { (0.0, 0.0) } else { (f64::INFINITY, 0.0) };
+        return if rdp.iter().all(|&r| r == 0.0) {
+            (0.0, 0.0)
+        } else {
+            (f64::INFINITY, 0.0)
+        };
     }
     let mut best = (f64::INFINITY, orders.first().copied().unwrap_or(f64::NAN));
     let mut first = true;
@@ -127,10 +131,16 @@ pub fn epsilon_from_rdp(orders: &[f64], rdp: &[f64], delta: f64) -> (f64, f64) {
 /// Check `(q, sigma)` of a Poisson-subsampled Gaussian step.
 pub(crate) fn check_mechanism(q: f64, sigma: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&q) {
-        return Err(Error::param("sampling_rate", format!("must be in [0, 1], got {q}")));
+        return Err(Error::param(
+            "sampling_rate",
+            format!("must be in [0, 1], got {q}"),
+        ));
     }
     if !(sigma.is_finite() && sigma >= 0.0) {
-        return Err(Error::param("noise_multiplier", format!("must be a finite number >= 0, got {sigma}")));
+        return Err(Error::param(
+            "noise_multiplier",
+            format!("must be a finite number >= 0, got {sigma}"),
+        ));
     }
     Ok(())
 }
@@ -138,7 +148,10 @@ pub(crate) fn check_mechanism(q: f64, sigma: f64) -> Result<()> {
 /// Check a target `delta`.
 pub(crate) fn check_delta(delta: f64) -> Result<()> {
     if !(0.0..1.0).contains(&delta) {
-        return Err(Error::param("delta", format!("must be in [0, 1), got {delta}")));
+        return Err(Error::param(
+            "delta",
+            format!("must be in [0, 1), got {delta}"),
+        ));
     }
     Ok(())
 }
@@ -178,7 +191,11 @@ impl RdpAccountant {
     /// account for steps cheaply inside a training loop.
     pub fn step_rdp(&self, q: f64, sigma: f64) -> Result<Vec<f64>> {
         check_mechanism(q, sigma)?;
-        Ok(self.orders.iter().map(|&a| rdp_poisson_gaussian(q, sigma, a)).collect())
+        Ok(self
+            .orders
+            .iter()
+            .map(|&a| rdp_poisson_gaussian(q, sigma, a))
+            .collect())
     }
 
     /// Compose `count` steps of the Poisson-subsampled Gaussian `(q, sigma)`.
