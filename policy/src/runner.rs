@@ -112,6 +112,7 @@ pub fn run(req: RunRequest) -> Result<RunOutput> {
     let mut written = Vec::new();
     if req.stages.contains(&Stage::Ingest) {
         written.extend(write_ingest_outputs(&cx, &input, &train_path, &req.out)?);
+        written.push(write_clean_manifest(&cx, &req.out)?);
     }
     let title = format!(
         "mithridate audit — {} tier — {}",
@@ -129,6 +130,48 @@ pub fn run(req: RunRequest) -> Result<RunOutput> {
         context: cx,
         written,
     })
+}
+
+/// Manifest the clean dataset (record level) with its lineage: the verified
+/// input's root as parent, `scan --quarantine` as the step. Written to
+/// `out/clean.manifest.json`; it covers `clean.*` only.
+pub fn write_clean_manifest(cx: &Context, out: &Path) -> Result<PathBuf> {
+    use mithridate_provenance::{create_manifest, CreateOptions, Lineage};
+    let parents: Vec<String> = cx
+        .artifacts
+        .get("manifest_root")
+        .and_then(|v| v.as_str())
+        .map(|r| vec![r.to_owned()])
+        .unwrap_or_default();
+    let path = out.join("clean.manifest.json");
+    // Everything in `out` but the clean data, including the reports written after it.
+    let mut exclude: Vec<PathBuf> = [
+        "clean.manifest.json",
+        "report.json",
+        "report.md",
+        "report.html",
+    ]
+    .iter()
+    .map(|n| out.join(n))
+    .collect();
+    for e in std::fs::read_dir(out).map_err(|e| Error::io(out, e))? {
+        let name = e.map_err(|e| Error::io(out, e))?.file_name();
+        let name_s = name.to_string_lossy();
+        if !(name_s.starts_with("clean.") || name_s == "y.npy") {
+            exclude.push(out.join(name));
+        }
+    }
+    let opts = CreateOptions {
+        records: true,
+        lineage: Some(Lineage {
+            parents,
+            step: "scan --quarantine".into(),
+        }),
+        exclude,
+        ..Default::default()
+    };
+    create_manifest(out, &opts)?.save(&path)?;
+    Ok(path)
 }
 
 /// The directory whose files a manifest covers: the data file's parent.
