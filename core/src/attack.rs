@@ -83,6 +83,37 @@ fn finish(mut ds: Dataset, idx: &[usize]) -> Poisoned {
     }
 }
 
+/// Stamp `trigger` on `round(rate * n)` samples of classes other than
+/// `target` and relabel them `target`: the shared body of feature backdoors.
+fn stamp_and_relabel(
+    ds: &Dataset,
+    trigger: &dyn Trigger,
+    target: u32,
+    rate: f64,
+    seed: u64,
+    who: &str,
+) -> Result<Poisoned> {
+    let idx = pick(&non_target(ds, target, who)?, ds.len(), rate, seed);
+    let mut out = ds.clone();
+    let x = out
+        .features
+        .as_mut()
+        .ok_or_else(|| Error::data(format!("{who} needs features")))?;
+    for &i in &idx {
+        let mut row = x.row_mut(i);
+        let s = row
+            .as_slice_mut()
+            .ok_or_else(|| Error::data("features are not contiguous"))?;
+        trigger.apply_features(s)?;
+    }
+    if let Some(y) = out.labels.as_mut() {
+        for &i in &idx {
+            y[i] = target;
+        }
+    }
+    Ok(finish(out, &idx))
+}
+
 /// Where a square patch sits in the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -213,30 +244,7 @@ impl Attack for BadNets {
     fn poison(&self, ds: &Dataset, seed: u64) -> Result<Poisoned> {
         check_rate(self.rate)?;
         self.origin()?;
-        let idx = pick(
-            &non_target(ds, self.target, "badnets")?,
-            ds.len(),
-            self.rate,
-            seed,
-        );
-        let mut out = ds.clone();
-        let x = out
-            .features
-            .as_mut()
-            .ok_or_else(|| Error::data("badnets needs image features"))?;
-        for &i in &idx {
-            let mut row = x.row_mut(i);
-            let s = row
-                .as_slice_mut()
-                .ok_or_else(|| Error::data("features are not contiguous"))?;
-            self.apply_features(s)?;
-        }
-        if let Some(y) = out.labels.as_mut() {
-            for &i in &idx {
-                y[i] = self.target;
-            }
-        }
-        Ok(finish(out, &idx))
+        stamp_and_relabel(ds, self, self.target, self.rate, seed, "badnets")
     }
 }
 
@@ -292,30 +300,7 @@ impl Attack for Blended {
         if !(self.alpha > 0.0 && self.alpha <= 1.0) {
             return Err(Error::param("alpha", "must be in (0, 1]"));
         }
-        let idx = pick(
-            &non_target(ds, self.target, "blended")?,
-            ds.len(),
-            self.rate,
-            seed,
-        );
-        let mut out = ds.clone();
-        let x = out
-            .features
-            .as_mut()
-            .ok_or_else(|| Error::data("blended needs features"))?;
-        for &i in &idx {
-            let mut row = x.row_mut(i);
-            let s = row
-                .as_slice_mut()
-                .ok_or_else(|| Error::data("features are not contiguous"))?;
-            self.apply_features(s)?;
-        }
-        if let Some(y) = out.labels.as_mut() {
-            for &i in &idx {
-                y[i] = self.target;
-            }
-        }
-        Ok(finish(out, &idx))
+        stamp_and_relabel(ds, self, self.target, self.rate, seed, "blended")
     }
 }
 
