@@ -176,6 +176,20 @@ impl Context {
         self
     }
 
+    /// The trained model, or a [`crate::Error::Data`] naming `who` needed it.
+    pub fn require_model(&self, who: &str) -> Result<Arc<dyn Classifier>> {
+        self.model.clone().ok_or_else(|| {
+            crate::Error::data(format!("{who} needs a trained model in the context"))
+        })
+    }
+
+    /// The holdout set, or a [`crate::Error::Data`] naming `who` needed it.
+    pub fn require_holdout(&self, who: &str) -> Result<&Dataset> {
+        self.holdout
+            .as_ref()
+            .ok_or_else(|| crate::Error::data(format!("{who} needs a holdout set in the context")))
+    }
+
     /// The dataset minus every sample under active quarantine: what training sees.
     pub fn training_set(&self) -> Result<Dataset> {
         let ds = self

@@ -318,10 +318,9 @@ impl Defense for HoldoutGate {
         Stage::Release
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let model = cx
-            .model
-            .clone()
-            .ok_or_else(|| Error::data("holdout gate needs a trained model in the context"))?;
+        let model = cx.require_model("holdout gate")?;
+        // Field access, not `require_holdout`: the artifacts are written below
+        // while the holdout is still borrowed.
         let holdout = cx
             .holdout
             .as_ref()

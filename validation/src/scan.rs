@@ -740,14 +740,8 @@ impl Defense for TriggerScan {
         Stage::Release
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let model = cx
-            .model
-            .clone()
-            .ok_or_else(|| Error::data("trigger scan needs a trained model in the context"))?;
-        let holdout = cx
-            .holdout
-            .as_ref()
-            .ok_or_else(|| Error::data("trigger scan needs a holdout set in the context"))?;
+        let model = cx.require_model("trigger scan")?;
+        let holdout = cx.require_holdout("trigger scan")?;
         let (out, res) = self.evaluate(model.as_ref(), holdout, cx.seed)?;
         cx.artifacts.insert(
             checks_artifact_key(Self::NAME),

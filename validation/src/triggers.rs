@@ -557,14 +557,8 @@ impl Defense for TriggerTest {
         Stage::Release
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let model = cx
-            .model
-            .clone()
-            .ok_or_else(|| Error::data("trigger test needs a trained model in the context"))?;
-        let holdout = cx
-            .holdout
-            .as_ref()
-            .ok_or_else(|| Error::data("trigger test needs a holdout set in the context"))?;
+        let model = cx.require_model("trigger test")?;
+        let holdout = cx.require_holdout("trigger test")?;
         let p = ClassifierPredictor {
             model: model.as_ref(),
         };
