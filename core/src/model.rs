@@ -206,46 +206,42 @@ impl SoftmaxRegression {
         let scaler = Scaler::fit(x);
         let xs = scaler.transform(x);
         let (n, d) = xs.dim();
-        let mut m = Self::zeros(scaler, d, n_classes);
-        let mut adam = Adam::new(d * n_classes + n_classes, params.learning_rate);
+        let dk = d * n_classes;
+        // Weights (row-major d x k) then biases, in one buffer that Adam updates
+        // in place; the views below read it without copying.
+        let mut flat = vec![0f32; dk + n_classes];
+        let mut adam = Adam::new(flat.len(), params.learning_rate);
         let mut rng = seeded(seed);
         let mut order: Vec<usize> = (0..n).collect();
-        let mut grad = vec![0f32; d * n_classes + n_classes];
+        let mut grad = vec![0f32; flat.len()];
+        let shape_err = |e: ndarray::ShapeError| Error::data(e.to_string());
         for _ in 0..params.epochs {
             order.shuffle(&mut rng);
             for batch in order.chunks(params.batch_size) {
+                let (w, bias) = flat.split_at(dk);
+                let w = ArrayView2::from_shape((d, n_classes), w).map_err(shape_err)?;
                 let xb = xs.select(Axis(0), batch);
-                let mut p = m.logits_scaled(xb.view());
+                let mut p = xb.dot(&w) + ndarray::ArrayView1::from(bias);
                 softmax_rows(&mut p);
                 for (r, &i) in batch.iter().enumerate() {
                     p[[r, y[i] as usize]] -= 1.0;
                 }
                 let b = batch.len() as f32;
-                let gw = xb.t().dot(&p) / b + &m.weights * params.l2;
+                let gw = xb.t().dot(&p) / b + &w * params.l2;
                 let gb = p.sum_axis(Axis(0)) / b;
-                grad[..d * n_classes].copy_from_slice(
-                    gw.as_slice()
-                        .unwrap_or(&gw.iter().copied().collect::<Vec<_>>()),
-                );
-                grad[d * n_classes..].copy_from_slice(gb.as_slice().unwrap_or(&[]));
-                let mut params_flat: Vec<f32> = m
-                    .weights
-                    .iter()
-                    .copied()
-                    .chain(m.bias.iter().copied())
-                    .collect();
-                adam.step(&mut params_flat, &grad);
-                m.weights
-                    .as_slice_mut()
-                    .unwrap_or(&mut [])
-                    .copy_from_slice(&params_flat[..d * n_classes]);
-                m.bias
-                    .as_slice_mut()
-                    .unwrap_or(&mut [])
-                    .copy_from_slice(&params_flat[d * n_classes..]);
+                for (g, v) in grad.iter_mut().zip(gw.iter().chain(gb.iter())) {
+                    *g = *v;
+                }
+                adam.step(&mut flat, &grad);
             }
         }
-        Ok(m)
+        let bias = Array1::from(flat.split_off(dk));
+        let weights = Array2::from_shape_vec((d, n_classes), flat).map_err(shape_err)?;
+        Ok(Self {
+            scaler,
+            weights,
+            bias,
+        })
     }
 }
 
