@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use mithridate_core::model::{check_xy, softmax_rows, Adam, Scaler};
+use mithridate_core::model::{check_xy, softmax_rows, Adam, Scaler, SoftmaxParams};
 use mithridate_core::rng::{derive_seed, seeded};
 use mithridate_core::{Classifier, Error, Result, Trainer};
 
@@ -46,27 +46,19 @@ impl Default for MlpParams {
 }
 
 impl MlpParams {
-    /// Check every field.
+    /// Check every field. The optimiser fields are the softmax model's and
+    /// are checked by the same rules ([`SoftmaxParams::check`]).
     pub fn check(&self) -> Result<()> {
         if self.hidden == 0 {
             return Err(Error::param("hidden", "must be at least 1"));
         }
-        if self.epochs == 0 {
-            return Err(Error::param("epochs", "must be at least 1"));
+        SoftmaxParams {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            l2: self.l2,
         }
-        if self.batch_size == 0 {
-            return Err(Error::param("batch_size", "must be at least 1"));
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return Err(Error::param(
-                "learning_rate",
-                "must be a positive finite number",
-            ));
-        }
-        if !(self.l2.is_finite() && self.l2 >= 0.0) {
-            return Err(Error::param("l2", "must be a non-negative finite number"));
-        }
-        Ok(())
+        .check()
     }
 }
 
