@@ -9,7 +9,7 @@ use mithridate_core::{
 use serde::Serialize;
 
 use crate::digest::{overlap, record_digests, Digest, HoldoutManifest};
-use crate::junit::{checks_artifact_key, Check, Outcome};
+use crate::junit::{Check, Outcome};
 use crate::metrics::{Baseline, Metrics};
 
 /// Holdout gate (`holdout-gate`): fails when the holdout overlaps the training
@@ -335,10 +335,7 @@ impl Defense for HoldoutGate {
         }
         let proba = model.predict_proba(x.view());
         let out = self.evaluate(holdout, proba.view(), cx.dataset.as_ref())?;
-        cx.artifacts.insert(
-            checks_artifact_key(Self::NAME),
-            serde_json::to_value(&out.checks).unwrap_or_default(),
-        );
+        out.store_checks(&mut cx.artifacts, Self::NAME);
         cx.artifacts.insert(
             "validation/holdout_root".into(),
             serde_json::Value::String(HoldoutManifest::of(holdout).root),

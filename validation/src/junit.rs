@@ -58,6 +58,19 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Keep the checks in the pipeline's artifacts under
+    /// [`checks_artifact_key`]`(defense)`, where the CLI finds them for JUnit output.
+    pub fn store_checks(
+        &self,
+        artifacts: &mut std::collections::BTreeMap<String, serde_json::Value>,
+        defense: &str,
+    ) {
+        artifacts.insert(
+            checks_artifact_key(defense),
+            serde_json::to_value(&self.checks).unwrap_or_default(),
+        );
+    }
+
     /// Record `check` and raise the report's verdict to the check's.
     pub fn push(&mut self, check: Check) {
         self.report.escalate(check.verdict);

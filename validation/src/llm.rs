@@ -20,7 +20,7 @@ use mithridate_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::junit::{checks_artifact_key, Check, Outcome};
+use crate::junit::{Check, Outcome};
 
 /// A probe suite, readable from TOML or JSON; every field has a default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -392,10 +392,7 @@ impl Defense for LlmProbes {
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
         let out = self.evaluate()?;
-        cx.artifacts.insert(
-            checks_artifact_key(Self::NAME),
-            serde_json::to_value(&out.checks).unwrap_or_default(),
-        );
+        out.store_checks(&mut cx.artifacts, Self::NAME);
         Ok(out.report)
     }
 }

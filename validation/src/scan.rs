@@ -41,7 +41,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::junit::{checks_artifact_key, Check, Outcome};
+use crate::junit::{Check, Outcome};
 
 /// Parameters of the Neural Cleanse optimisation and of the STRIP test.
 /// Build with `Default` and adjust; [`ScanParams::check`] rejects bad values.
@@ -743,10 +743,7 @@ impl Defense for TriggerScan {
         let model = cx.require_model("trigger scan")?;
         let holdout = cx.require_holdout("trigger scan")?;
         let (out, res) = self.evaluate(model.as_ref(), holdout, cx.seed)?;
-        cx.artifacts.insert(
-            checks_artifact_key(Self::NAME),
-            serde_json::to_value(&out.checks).unwrap_or_default(),
-        );
+        out.store_checks(&mut cx.artifacts, Self::NAME);
         if !res.suspected.is_empty() {
             cx.artifacts.insert(
                 "validation/suspected_classes".into(),

@@ -18,7 +18,7 @@ use mithridate_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::junit::{checks_artifact_key, Check, Outcome};
+use crate::junit::{Check, Outcome};
 
 /// Default ASR above which a trigger test fails.
 pub const DEFAULT_MAX_ASR: f64 = 0.05;
@@ -563,10 +563,7 @@ impl Defense for TriggerTest {
             model: model.as_ref(),
         };
         let (out, _) = self.evaluate(&p, holdout, cx.seed)?;
-        cx.artifacts.insert(
-            checks_artifact_key(Self::NAME),
-            serde_json::to_value(&out.checks).unwrap_or_default(),
-        );
+        out.store_checks(&mut cx.artifacts, Self::NAME);
         Ok(out.report)
     }
 }
