@@ -22,6 +22,30 @@ use crate::token::{hmac, HoneypotKind, SecretKey};
 /// The registry file format tag.
 pub const REGISTRY_FORMAT: &str = "mithridate-honeypot-registry/v1";
 
+/// A token's recognition digest, `HMAC-SHA256(digest_key, token)`.
+///
+/// Equality is constant-time ([`subtle`]): a scanner compares the digest of
+/// every candidate string it meets, attacker-chosen text included, against
+/// the registry's digests, so the comparison must not reveal how many leading
+/// bytes matched. (The hash map that holds them hashes with a per-process
+/// random SipHash key, which leaks nothing useful either.)
+#[derive(Debug, Clone, Copy, Eq)]
+pub struct TokenDigest(pub [u8; 32]);
+
+impl std::hash::Hash for TokenDigest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Consistent with `eq`: equal digests have equal bytes.
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for TokenDigest {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
 /// Where a honeypot was planted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
@@ -225,9 +249,16 @@ impl Registry {
         mithridate_core::io::atomic::write_bytes_atomic(path, &bytes)
     }
 
-    /// An error unless `key` minted this registry's tokens.
+    /// An error unless `key` minted this registry's tokens. The fingerprints
+    /// compare in constant time: one of them is derived from the secret key.
     pub fn check_key(&self, key: &SecretKey) -> Result<()> {
-        if key.fingerprint() == self.key_fingerprint {
+        use subtle::ConstantTimeEq;
+        let same: bool = key
+            .fingerprint()
+            .as_bytes()
+            .ct_eq(self.key_fingerprint.as_bytes())
+            .into();
+        if same {
             Ok(())
         } else {
             Err(Error::Crypto(format!(
@@ -305,13 +336,14 @@ impl Registry {
             .collect())
     }
 
-    /// Index from digest bytes to honeypot position, for recognisers.
-    pub fn digest_index(&self) -> HashMap<[u8; 32], usize> {
+    /// Index from digest to honeypot position, for recognisers. Keys compare
+    /// in constant time (see [`TokenDigest`]).
+    pub fn digest_index(&self) -> HashMap<TokenDigest, usize> {
         let mut m = HashMap::with_capacity(self.honeypots.len());
         for (i, h) in self.honeypots.iter().enumerate() {
             if let Ok(d) = hex::decode(&h.digest) {
                 if let Ok(arr) = <[u8; 32]>::try_from(d.as_slice()) {
-                    m.entry(arr).or_insert(i);
+                    m.entry(TokenDigest(arr)).or_insert(i);
                 }
             }
         }
@@ -346,6 +378,29 @@ mod tests {
         assert_eq!(back, r);
         assert_eq!(back.tokens(&key).unwrap(), vec![(id, t)]);
         assert!(back.check_key(&SecretKey::from_seed(4)).is_err());
+    }
+
+    #[test]
+    fn token_digests_compare_by_every_byte() {
+        let a = TokenDigest([7u8; 32]);
+        let mut last = [7u8; 32];
+        last[31] = 8;
+        let mut first = [7u8; 32];
+        first[0] = 8;
+        assert_eq!(a, TokenDigest([7u8; 32]));
+        assert_ne!(a, TokenDigest(last));
+        assert_ne!(a, TokenDigest(first));
+        let key = SecretKey::from_seed(3);
+        let mut reg = Registry::new(&key);
+        let (token, h) = reg
+            .mint(&key, HoneypotKind::ApiKey, Site::file("x"))
+            .unwrap();
+        let id = h.id;
+        let index = reg.digest_index();
+        let d = TokenDigest(reg.digest_of(&token).unwrap());
+        assert_eq!(index.get(&d).map(|&i| reg.honeypots[i].id), Some(id));
+        assert!(reg.check_key(&key).is_ok());
+        assert!(reg.check_key(&SecretKey::from_seed(4)).is_err());
     }
 
     #[test]

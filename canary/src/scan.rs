@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use mithridate_core::{Error, Result};
 
-use crate::registry::{Honeypot, Registry};
+use crate::registry::{Honeypot, Registry, TokenDigest};
 use crate::token::{hmac, is_body_byte, HoneypotKind};
 
 /// Default chunk size of streaming reads (1 MiB).
@@ -222,7 +222,7 @@ pub struct Scanner {
     kinds: Vec<HoneypotKind>,
     exact_ac: Option<AhoCorasick>,
     digest_key: Vec<u8>,
-    index: HashMap<[u8; 32], usize>,
+    index: HashMap<TokenDigest, usize>,
     honeypots: Vec<Honeypot>,
     exact: Vec<String>,
     max_len: usize,
@@ -282,7 +282,7 @@ impl Scanner {
                     continue;
                 }
                 let d = hmac(&self.digest_key, &[&buf[start..end]]);
-                if let Some(&i) = self.index.get(&d) {
+                if let Some(&i) = self.index.get(&TokenDigest(d)) {
                     if self.honeypots[i].kind == kind {
                         found.push((start, RawTarget::Honeypot(i)));
                     }
