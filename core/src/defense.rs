@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
 use crate::error::Result;
-use crate::model::Classifier;
+use crate::model::{Classifier, Predictor, SharedClassifierPredictor};
 use crate::quarantine::Quarantine;
 use crate::report::Report;
 
@@ -115,6 +115,10 @@ pub struct Context {
     pub quarantine: Quarantine,
     /// The trained model, once a train-stage defense has produced one.
     pub model: Option<Arc<dyn Classifier>>,
+    /// The model under test when it lives outside the process (a command, an
+    /// HTTP endpoint): release checks that only query the model use it when
+    /// there is no in-process [`Context::model`].
+    pub predictor: Option<Arc<dyn Predictor>>,
     /// Seed for every random choice in the run.
     pub seed: u64,
     /// Progress sink.
@@ -133,6 +137,10 @@ impl fmt::Debug for Context {
             .field("holdout", &self.holdout.as_ref().map(Dataset::len))
             .field("quarantined", &self.quarantine.active_len())
             .field("model", &self.model.is_some())
+            .field(
+                "predictor",
+                &self.predictor.as_ref().map(|p| p.name().to_owned()),
+            )
             .field("seed", &self.seed)
             .field("reports", &self.reports.len())
             .finish()
@@ -155,6 +163,7 @@ impl Context {
             holdout: None,
             quarantine: Quarantine::default(),
             model: None,
+            predictor: None,
             seed,
             progress: Arc::new(NoProgress),
             reports: Vec::new(),
@@ -180,6 +189,20 @@ impl Context {
     pub fn require_model(&self, who: &str) -> Result<Arc<dyn Classifier>> {
         self.model.clone().ok_or_else(|| {
             crate::Error::data(format!("{who} needs a trained model in the context"))
+        })
+    }
+
+    /// The model under test as a [`Predictor`]: the in-process model when there
+    /// is one, else the external predictor, else a [`crate::Error::Data`]
+    /// naming `who` needed it.
+    pub fn require_predictor(&self, who: &str) -> Result<Arc<dyn Predictor>> {
+        if let Some(m) = &self.model {
+            return Ok(Arc::new(SharedClassifierPredictor(m.clone())));
+        }
+        self.predictor.clone().ok_or_else(|| {
+            crate::Error::data(format!(
+                "{who} needs a trained model or an external predictor in the context"
+            ))
         })
     }
 

@@ -444,10 +444,135 @@ impl Predictor for ClassifierPredictor<'_> {
     }
 }
 
+/// A shared [`Classifier`] seen as a [`Predictor`]: the owning form of
+/// [`ClassifierPredictor`], for code that keeps the predictor beyond a borrow.
+#[derive(Clone)]
+pub struct SharedClassifierPredictor(pub std::sync::Arc<dyn Classifier>);
+
+impl Predictor for SharedClassifierPredictor {
+    fn name(&self) -> &str {
+        "in-process classifier"
+    }
+    fn predict(&self, inputs: &[Input]) -> Result<Vec<Output>> {
+        ClassifierPredictor {
+            model: self.0.as_ref(),
+        }
+        .predict(inputs)
+    }
+}
+
+/// Class probabilities of the rows of `x` through `predictor`, `n x n_classes`.
+///
+/// A predictor that answers with probabilities must give `n_classes` finite
+/// values per row; one that answers with a label only gets a one-hot row (its
+/// calibration is then that of a hard classifier). Anything else — a missing
+/// answer, a label out of range — is an error naming the row.
+pub fn predict_proba_via(
+    predictor: &dyn Predictor,
+    x: ArrayView2<'_, f32>,
+    n_classes: usize,
+) -> Result<Array2<f32>> {
+    let inputs: Vec<Input> = x
+        .rows()
+        .into_iter()
+        .map(|r| Input::Features(r.to_vec()))
+        .collect();
+    let outs = predictor.predict(&inputs)?;
+    if outs.len() != inputs.len() {
+        return Err(Error::Model(format!(
+            "{}: {} answers for {} inputs",
+            predictor.name(),
+            outs.len(),
+            inputs.len()
+        )));
+    }
+    let mut p = Array2::zeros((inputs.len(), n_classes));
+    for (i, o) in outs.iter().enumerate() {
+        match (&o.proba, o.label) {
+            (Some(pr), _) => {
+                if pr.len() != n_classes || pr.iter().any(|v| !v.is_finite()) {
+                    return Err(Error::Model(format!(
+                        "{}: answer {i} has {} probabilities (finite: {}), expected {n_classes}",
+                        predictor.name(),
+                        pr.len(),
+                        pr.iter().all(|v| v.is_finite())
+                    )));
+                }
+                p.row_mut(i)
+                    .assign(&ndarray::ArrayView1::from(pr.as_slice()));
+            }
+            (None, Some(l)) if (l as usize) < n_classes => p[[i, l as usize]] = 1.0,
+            (None, Some(l)) => {
+                return Err(Error::Model(format!(
+                    "{}: answer {i} is class {l}, the data has {n_classes} classes",
+                    predictor.name()
+                )))
+            }
+            (None, None) => {
+                return Err(Error::Model(format!(
+                    "{}: answer {i} has neither `label` nor `proba`",
+                    predictor.name()
+                )))
+            }
+        }
+    }
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::datasets::digits;
+
+    /// A predictor answering with fixed outputs, to test the conversions.
+    struct Fixed(Vec<Output>);
+
+    impl Predictor for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+        fn predict(&self, _: &[Input]) -> Result<Vec<Output>> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[test]
+    fn proba_via_a_predictor_checks_every_answer() {
+        let x = Array2::<f32>::zeros((2, 3));
+        let label = |l| Output {
+            label: Some(l),
+            ..Default::default()
+        };
+        let p = predict_proba_via(&Fixed(vec![label(1), label(0)]), x.view(), 3).unwrap();
+        assert_eq!(p.row(0).to_vec(), vec![0.0, 1.0, 0.0]);
+        assert_eq!(p.row(1).to_vec(), vec![1.0, 0.0, 0.0]);
+        let probs = Output {
+            proba: Some(vec![0.2, 0.3, 0.5]),
+            ..Default::default()
+        };
+        let p = predict_proba_via(&Fixed(vec![probs.clone(), label(2)]), x.view(), 3).unwrap();
+        assert_eq!(p.row(0).to_vec(), vec![0.2, 0.3, 0.5]);
+        for (bad, what) in [
+            (vec![label(1)], "1 answers for 2 inputs"),
+            (vec![label(1), label(3)], "answer 1 is class 3"),
+            (vec![label(1), Output::default()], "answer 1 has neither"),
+            (
+                vec![
+                    Output {
+                        proba: Some(vec![0.5, f32::NAN, 0.5]),
+                        ..Default::default()
+                    },
+                    label(0),
+                ],
+                "answer 0 has 3 probabilities (finite: false)",
+            ),
+        ] {
+            let e = predict_proba_via(&Fixed(bad), x.view(), 3)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(what), "{e}");
+        }
+    }
 
     #[test]
     fn softmax_learns_digits() {
