@@ -1,7 +1,6 @@
 //! The canary layer as pipeline [`Defense`]s: plant a canary set before
 //! training, assert it after.
 
-use mithridate_core::model::ClassifierPredictor;
 use mithridate_core::{
     Context, Defense, Error, Finding, Layer, Report, Result, Stage, ThreatTag, Verdict,
 };
@@ -116,13 +115,8 @@ impl Defense for AssertCanaries {
         })?;
         let set: CanarySet = serde_json::from_value(v.clone())
             .map_err(|e| Error::data(format!("artifact `canary_set`: {e}")))?;
-        let model = cx
-            .model
-            .as_ref()
-            .ok_or_else(|| Error::data("canary-assert needs a trained model"))?;
-        let check = set.assert_with(&ClassifierPredictor {
-            model: model.as_ref(),
-        })?;
+        let predictor = cx.require_predictor("canary-assert")?;
+        let check = set.assert_with(predictor.as_ref())?;
         let mut r = Report::new(self.name(), self.layer(), self.stage());
         r.metric("canaries", check.total as f64);
         r.metric("canaries_passed", check.passed as f64);

@@ -318,7 +318,6 @@ impl Defense for HoldoutGate {
         Stage::Release
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let model = cx.require_model("holdout gate")?;
         // Field access, not `require_holdout`: the artifacts are written below
         // while the holdout is still borrowed.
         let holdout = cx
@@ -326,14 +325,24 @@ impl Defense for HoldoutGate {
             .as_ref()
             .ok_or_else(|| Error::data("holdout gate needs a holdout set in the context"))?;
         let x = holdout.require_features("holdout gate")?;
-        if x.ncols() != model.n_features() {
-            return Err(Error::data(format!(
-                "holdout has {} features, the model takes {}",
-                x.ncols(),
-                model.n_features()
-            )));
-        }
-        let proba = model.predict_proba(x.view());
+        let proba = match &cx.model {
+            Some(model) => {
+                if x.ncols() != model.n_features() {
+                    return Err(Error::data(format!(
+                        "holdout has {} features, the model takes {}",
+                        x.ncols(),
+                        model.n_features()
+                    )));
+                }
+                model.predict_proba(x.view())
+            }
+            // A model outside the process answers through its predictor.
+            None => mithridate_core::model::predict_proba_via(
+                cx.require_predictor("holdout gate")?.as_ref(),
+                x.view(),
+                holdout.n_classes(),
+            )?,
+        };
         let out = self.evaluate(holdout, proba.view(), cx.dataset.as_ref())?;
         out.store_checks(&mut cx.artifacts, Self::NAME);
         cx.artifacts.insert(

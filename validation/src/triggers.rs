@@ -10,7 +10,7 @@ use std::path::Path;
 use mithridate_core::attack::{
     BadNets, Blended, PatchPosition, TextPosition, TextTrigger, Trigger,
 };
-use mithridate_core::model::{ClassifierPredictor, Input, Predictor};
+use mithridate_core::model::{Input, Predictor};
 use mithridate_core::rng::{derive_seed, seeded};
 use mithridate_core::{
     Context, Dataset, Defense, Error, Finding, Layer, Location, Report, Result, Stage, ThreatTag,
@@ -557,12 +557,9 @@ impl Defense for TriggerTest {
         Stage::Release
     }
     fn run(&self, cx: &mut Context) -> Result<Report> {
-        let model = cx.require_model("trigger test")?;
+        let p = cx.require_predictor("trigger test")?;
         let holdout = cx.require_holdout("trigger test")?;
-        let p = ClassifierPredictor {
-            model: model.as_ref(),
-        };
-        let (out, _) = self.evaluate(&p, holdout, cx.seed)?;
+        let (out, _) = self.evaluate(p.as_ref(), holdout, cx.seed)?;
         out.store_checks(&mut cx.artifacts, Self::NAME);
         Ok(out.report)
     }
