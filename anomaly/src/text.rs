@@ -9,13 +9,20 @@
 //! build) finds every such phrase without being told what it is.
 //!
 //! Why the counterfactual: ordinary topic phrases are also label-specific. The
-//! confirmation removes the candidate's tokens from the suspects and asks a
-//! naive Bayes model trained on every other record whether the label (or
+//! confirmation removes the candidate phrases from each suspect and asks a
+//! naive Bayes model trained on every other record (leave-one-out: the
+//! record's own counts are taken out of the model) whether the label (or
 //! response) still follows. Poisoned records flip to their true topic (or to
 //! an ordinary response); records whose topic words carry the label do not.
 //! When a confirmed phrase's carriers almost all share the label, the phrase
 //! decides the label by itself and every carrier is quarantined, including the
 //! tampered records whose original label happened to be the target.
+//!
+//! Why mergeable statistics: both counting passes produce integer counts that
+//! add up ([`TextStats`], [`TextEvidence`]), so partitions of a corpus can be
+//! scanned on different machines (Spark `mapPartitions`, Ray) and merged into
+//! exactly the single-machine result; [`decide`] runs on the merged counts.
+//! The detector takes the same route over chunks of records in parallel.
 
 use std::collections::BTreeMap;
 
@@ -201,137 +208,557 @@ fn mining_labels(
     Some((y, repeated.len() + 1, names, true))
 }
 
-#[derive(Debug, Clone)]
-struct TextCandidate {
-    key: u64,
-    class: u32,
-    total: u32,
-    members: u32,
-    len: u8,
-    score: f64,
+// ---------------------------------------------------------------------------
+// Mergeable statistics.
+//
+// Mining runs in two counting passes and one decision, and both passes produce
+// statistics that add up: a scan of partitions (one machine's threads, or a
+// cluster's `mapPartitions`) merges into exactly what one pass over all the
+// records gives, and the decision runs on the merged statistics. The detector
+// itself takes this route (chunks of records counted in parallel, merged), so
+// the distributed and the single-machine scan share every line of the decision.
+//
+// 1. `TextStats`: per n-gram, records carrying it per label; per label, token
+//    counts over hashed buckets (the naive Bayes model of the counterfactual).
+// 2. `TextStats::plan`: the candidate n-grams (small, broadcast to partitions).
+// 3. `TextEvidence`: per candidate, its carriers with their label and whether
+//    the label survives the removal of the candidate phrases (leave-one-out
+//    naive Bayes on the merged counts); per label, the flip rate of a fixed
+//    sample of ordinary records.
+// 4. `decide`: group candidates, test them, and name the records to quarantine.
+// ---------------------------------------------------------------------------
+
+/// Records per chunk when the detector counts in parallel.
+const CHUNK: usize = 32_768;
+/// Carrier contexts kept per candidate (the smallest record ids), used to name
+/// the whole trigger phrase.
+const CONTEXTS: usize = 200;
+/// Tokens of context kept on each side of a candidate occurrence.
+const CONTEXT_TOKENS: usize = 11;
+
+/// First-pass statistics of text trigger mining: per n-gram, the number of
+/// records carrying it with each label, and per label the token counts of a
+/// hashed naive Bayes model. Built from any partition of the records, merged
+/// with [`TextStats::merge`]; merging is exact (integer counts), so the merge
+/// of the partitions' statistics equals the statistics of all records.
+///
+/// ```
+/// use mithridate_anomaly::text::{decide, TextEvidence, TextStats, TextTriggerParams};
+/// let p = TextTriggerParams::default();
+/// let recs: Vec<(String, u32)> = (0..400)
+///     .map(|i| (format!("word{} topic{} filler", i % 37, i % 2), (i % 2) as u32))
+///     .collect();
+/// let (a, b) = recs.split_at(150);
+/// let mut s = TextStats::from_records(a.iter().map(|(t, l)| (t.as_str(), *l)), 2, &p)?;
+/// s.merge(TextStats::from_records(b.iter().map(|(t, l)| (t.as_str(), *l)), 2, &p)?)?;
+/// let whole = TextStats::from_records(recs.iter().map(|(t, l)| (t.as_str(), *l)), 2, &p)?;
+/// assert_eq!(s, whole);
+/// let plan = s.plan(&p, false)?;
+/// let ev = TextEvidence::from_records(&plan, recs.iter().enumerate().map(|(i, (t, l))| (i as u64, t.as_str(), *l)))?;
+/// let d = decide(&plan, &ev, &p)?;
+/// for f in &d.flagged {
+///     println!("record {} carries {:?}", f.id, d.triggers[f.trigger].phrase);
+/// }
+/// # Ok::<(), mithridate_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "StatsWire", try_from = "StatsWire")]
+pub struct TextStats {
+    n_classes: usize,
+    max_ngram: usize,
+    nb_buckets: usize,
+    records: u64,
+    class_records: Vec<u64>,
+    /// n-gram key -> slot.
+    slots: FxMap<u64, u32>,
+    /// Per slot: `[total, count per class...]` (stride `n_classes + 1`).
+    counts: Vec<u32>,
+    /// Per slot: n-gram length in tokens.
+    lens: Vec<u8>,
+    /// `n_classes x nb_buckets` token counts.
+    terms: Vec<u64>,
 }
 
-/// N-gram counts: key -> slot, per-slot `[total, count per class...]`, per-slot n-gram length.
-type Counts = (FxMap<u64, u32>, Vec<u32>, Vec<u8>);
+/// The serialised form of [`TextStats`]: n-grams sorted by key, token counts sparse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct StatsWire {
+    n_classes: usize,
+    max_ngram: usize,
+    nb_buckets: usize,
+    records: u64,
+    class_records: Vec<u64>,
+    /// `(key, length, count per class)`, ascending key.
+    ngrams: Vec<(u64, u8, Vec<u32>)>,
+    /// `(index into class x bucket, count)` for the non-zero token counts, ascending index.
+    terms: Vec<(u64, u64)>,
+}
 
-/// Count n-gram presence per class across all texts, in parallel.
-fn count(texts: &[String], y: &[u32], k: usize, max_n: usize) -> Counts {
-    let stride = k + 1;
-    let chunk = 16_384;
-    let parts: Vec<Counts> = texts
-        .par_chunks(chunk)
-        .enumerate()
-        .map(|(ci, part)| {
-            let mut map: FxMap<u64, u32> = FxMap::default();
-            let mut cnt: Vec<u32> = Vec::new();
-            let mut lens: Vec<u8> = Vec::new();
-            let mut h = Vec::new();
-            let mut keys = Vec::new();
-            for (r, t) in part.iter().enumerate() {
-                let label = y[ci * chunk + r] as usize;
-                token_hashes(t, &mut h);
-                ngram_keys(&h, max_n, &mut keys);
-                for &(key, _, len) in &keys {
-                    let next = (cnt.len() / stride) as u32;
-                    let slot = *map.entry(key).or_insert(next) as usize;
-                    if slot == next as usize {
-                        cnt.resize(cnt.len() + stride, 0);
-                        lens.push(len);
-                    }
-                    cnt[slot * stride] += 1;
-                    cnt[slot * stride + 1 + label] += 1;
-                }
+impl From<TextStats> for StatsWire {
+    fn from(s: TextStats) -> Self {
+        let stride = s.n_classes + 1;
+        let mut ngrams: Vec<(u64, u8, Vec<u32>)> = s
+            .slots
+            .iter()
+            .map(|(&key, &slot)| {
+                let o = slot as usize * stride;
+                (
+                    key,
+                    s.lens[slot as usize],
+                    s.counts[o + 1..o + stride].to_vec(),
+                )
+            })
+            .collect();
+        ngrams.sort_unstable_by_key(|e| e.0);
+        let terms = s
+            .terms
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v > 0)
+            .map(|(i, &v)| (i as u64, v))
+            .collect();
+        StatsWire {
+            n_classes: s.n_classes,
+            max_ngram: s.max_ngram,
+            nb_buckets: s.nb_buckets,
+            records: s.records,
+            class_records: s.class_records,
+            ngrams,
+            terms,
+        }
+    }
+}
+
+impl TryFrom<StatsWire> for TextStats {
+    type Error = Error;
+    fn try_from(w: StatsWire) -> Result<Self> {
+        let mut s = TextStats::empty(w.n_classes, w.max_ngram, w.nb_buckets)?;
+        if w.class_records.len() != w.n_classes {
+            return Err(Error::data(format!(
+                "text stats: class_records has {} entries for {} classes",
+                w.class_records.len(),
+                w.n_classes
+            )));
+        }
+        if w.class_records.iter().sum::<u64>() != w.records {
+            return Err(Error::data(
+                "text stats: class_records do not sum to records",
+            ));
+        }
+        s.records = w.records;
+        s.class_records = w.class_records;
+        let stride = s.n_classes + 1;
+        for (key, len, per) in w.ngrams {
+            if per.len() != s.n_classes {
+                return Err(Error::data(format!(
+                    "text stats: n-gram {key} has {} class counts for {} classes",
+                    per.len(),
+                    s.n_classes
+                )));
             }
-            (map, cnt, lens)
+            if !(1..=s.max_ngram).contains(&usize::from(len)) {
+                return Err(Error::data(format!(
+                    "text stats: n-gram {key} has length {len}, outside 1..={}",
+                    s.max_ngram
+                )));
+            }
+            let slot = s.lens.len();
+            if s.slots.insert(key, slot as u32).is_some() {
+                return Err(Error::data(format!(
+                    "text stats: n-gram {key} listed twice"
+                )));
+            }
+            s.lens.push(len);
+            let total = per.iter().fold(0u32, |a, &b| a.saturating_add(b));
+            s.counts.reserve(stride);
+            s.counts.push(total);
+            s.counts.extend_from_slice(&per);
+        }
+        for (i, v) in w.terms {
+            let slot = usize::try_from(i)
+                .ok()
+                .and_then(|i| s.terms.get_mut(i))
+                .ok_or_else(|| {
+                    Error::data(format!("text stats: token count index {i} out of range"))
+                })?;
+            *slot = v;
+        }
+        Ok(s)
+    }
+}
+
+impl PartialEq for TextStats {
+    fn eq(&self, other: &Self) -> bool {
+        StatsWire::from(self.clone()) == StatsWire::from(other.clone())
+    }
+}
+
+impl TextStats {
+    fn empty(n_classes: usize, max_ngram: usize, nb_buckets: usize) -> Result<Self> {
+        if !(1..=4096).contains(&n_classes) {
+            return Err(Error::param("n_classes", "must be in 1..=4096"));
+        }
+        if !(1..=3).contains(&max_ngram) {
+            return Err(Error::param("max_ngram", "must be 1, 2 or 3"));
+        }
+        if !nb_buckets.is_power_of_two() || !(1024..=1 << 24).contains(&nb_buckets) {
+            return Err(Error::param(
+                "nb_buckets",
+                "must be a power of two in 1024..=2^24",
+            ));
+        }
+        Ok(Self {
+            n_classes,
+            max_ngram,
+            nb_buckets,
+            records: 0,
+            class_records: vec![0; n_classes],
+            slots: FxMap::default(),
+            counts: Vec::new(),
+            lens: Vec::new(),
+            terms: vec![0; n_classes * nb_buckets],
         })
-        .collect();
-    let mut it = parts.into_iter();
-    let Some((mut map, mut cnt, mut lens)) = it.next() else {
-        return (FxMap::default(), Vec::new(), Vec::new());
-    };
-    for (m2, c2, l2) in it {
-        for (key, s2) in m2 {
-            let next = (cnt.len() / stride) as u32;
-            let slot = *map.entry(key).or_insert(next) as usize;
+    }
+
+    /// Empty statistics for labels `0..n_classes`, counting n-grams up to
+    /// `params.max_ngram` tokens into `params.nb_buckets` buckets.
+    pub fn new(n_classes: usize, params: &TextTriggerParams) -> Result<Self> {
+        params.check()?;
+        Self::empty(n_classes, params.max_ngram, params.nb_buckets)
+    }
+
+    /// Statistics of `records` (`(text, label)` with labels in `0..n_classes`).
+    pub fn from_records<S: AsRef<str>>(
+        records: impl IntoIterator<Item = (S, u32)>,
+        n_classes: usize,
+        params: &TextTriggerParams,
+    ) -> Result<Self> {
+        let mut s = Self::new(n_classes, params)?;
+        let mut h = Vec::new();
+        let mut keys = Vec::new();
+        for (t, l) in records {
+            s.add_with(t.as_ref(), l, &mut h, &mut keys)?;
+        }
+        Ok(s)
+    }
+
+    /// Count one record.
+    pub fn add(&mut self, text: &str, label: u32) -> Result<()> {
+        self.add_with(text, label, &mut Vec::new(), &mut Vec::new())
+    }
+
+    fn add_with(
+        &mut self,
+        text: &str,
+        label: u32,
+        h: &mut Vec<u64>,
+        keys: &mut Vec<(u64, u32, u8)>,
+    ) -> Result<()> {
+        let l = label as usize;
+        if l >= self.n_classes {
+            return Err(Error::data(format!(
+                "text stats: label {label} outside 0..{}",
+                self.n_classes
+            )));
+        }
+        self.records += 1;
+        self.class_records[l] += 1;
+        token_hashes(text, h);
+        let mask = self.nb_buckets - 1;
+        let row = &mut self.terms[l * self.nb_buckets..(l + 1) * self.nb_buckets];
+        for &t in h.iter() {
+            row[t as usize & mask] += 1;
+        }
+        ngram_keys(h, self.max_ngram, keys);
+        let stride = self.n_classes + 1;
+        for &(key, _, len) in keys.iter() {
+            let next = self.lens.len() as u32;
+            let slot = *self.slots.entry(key).or_insert(next) as usize;
+            if slot == next as usize {
+                self.counts.resize(self.counts.len() + stride, 0);
+                self.lens.push(len);
+            }
+            let o = slot * stride;
+            self.counts[o] = self.counts[o].saturating_add(1);
+            self.counts[o + 1 + l] = self.counts[o + 1 + l].saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// Add `other`'s counts (statistics of another partition) to these.
+    /// Errors when the two were built with different shapes.
+    pub fn merge(&mut self, other: TextStats) -> Result<()> {
+        if (self.n_classes, self.max_ngram, self.nb_buckets)
+            != (other.n_classes, other.max_ngram, other.nb_buckets)
+        {
+            return Err(Error::data(format!(
+                "text stats: cannot merge (classes, max n-gram, buckets) {:?} with {:?}",
+                (self.n_classes, self.max_ngram, self.nb_buckets),
+                (other.n_classes, other.max_ngram, other.nb_buckets)
+            )));
+        }
+        // Fold the smaller map into the larger one.
+        let (mut big, small) = if other.slots.len() > self.slots.len() {
+            (other, std::mem::replace(self, Self::empty(1, 1, 1024)?))
+        } else {
+            (std::mem::replace(self, Self::empty(1, 1, 1024)?), other)
+        };
+        big.records += small.records;
+        for (a, b) in big.class_records.iter_mut().zip(&small.class_records) {
+            *a += b;
+        }
+        for (a, b) in big.terms.iter_mut().zip(&small.terms) {
+            *a += b;
+        }
+        let stride = big.n_classes + 1;
+        for (key, s2) in small.slots {
+            let next = big.lens.len() as u32;
+            let slot = *big.slots.entry(key).or_insert(next) as usize;
             let s2 = s2 as usize;
             if slot == next as usize {
-                cnt.resize(cnt.len() + stride, 0);
-                lens.push(l2[s2]);
+                big.counts.resize(big.counts.len() + stride, 0);
+                big.lens.push(small.lens[s2]);
             }
             for j in 0..stride {
-                cnt[slot * stride + j] += c2[s2 * stride + j];
+                let a = &mut big.counts[slot * stride + j];
+                *a = a.saturating_add(small.counts[s2 * stride + j]);
             }
         }
+        *self = big;
+        Ok(())
     }
-    (map, cnt, lens)
-}
 
-/// A multinomial naive Bayes text classifier over hashed unigrams: fast to
-/// train on a million records and a fair judge of whether the rest of a text
-/// supports its label.
-struct NaiveBayes {
-    log_prior: Vec<f64>,
-    log_lik: Vec<f32>, // k x buckets
-    buckets: usize,
-}
+    /// Records counted.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
 
-impl NaiveBayes {
-    fn fit(texts: &[String], y: &[u32], rows: &[usize], k: usize, buckets: usize) -> Self {
-        let mask = buckets - 1;
-        let counts = rows
-            .par_chunks(8192)
-            .map(|part| {
-                let mut c = vec![0u32; k * buckets];
-                let mut h = Vec::new();
-                for &i in part {
-                    token_hashes(&texts[i], &mut h);
-                    let l = y[i] as usize;
-                    for &t in &h {
-                        c[l * buckets + (t as usize & mask)] += 1;
-                    }
-                }
-                c
+    /// Records counted per label.
+    pub fn class_records(&self) -> &[u64] {
+        &self.class_records
+    }
+
+    /// Distinct n-grams counted.
+    pub fn distinct_ngrams(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// JSON text of these statistics (n-grams sorted, so equal statistics give equal text).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::data(format!("text stats: {e}")))
+    }
+
+    /// Statistics from [`TextStats::to_json`]'s text, checked.
+    pub fn from_json(s: &str) -> Result<Self> {
+        serde_json::from_str(s).map_err(|e| Error::data(format!("text stats: {e}")))
+    }
+
+    /// Statistics of `texts` labelled `y`, counted in parallel chunks and merged.
+    fn par_from(texts: &[String], y: &[u32], k: usize, p: &TextTriggerParams) -> Result<Self> {
+        // Merged as they finish (a tree), so at most a few partial counts live at once.
+        texts
+            .par_chunks(CHUNK)
+            .zip(y.par_chunks(CHUNK))
+            .map(|(t, l)| Self::from_records(t.iter().zip(l.iter().copied()), k, p))
+            .reduce_with(|a, b| {
+                let mut a = a?;
+                a.merge(b?)?;
+                Ok(a)
             })
-            .reduce(
-                || vec![0u32; k * buckets],
-                |mut a, b| {
-                    for (x, y) in a.iter_mut().zip(b) {
-                        *x += y;
-                    }
-                    a
-                },
-            );
-        let mut docs = vec![0usize; k];
-        for &i in rows {
-            docs[y[i] as usize] += 1;
-        }
-        let n = rows.len() as f64;
-        let log_prior = docs
-            .iter()
-            .map(|&d| ((d as f64 + 1e-3) / (n + 1e-3 * k as f64)).ln())
-            .collect();
-        let mut log_lik = vec![0f32; k * buckets];
-        for c in 0..k {
-            let row = &counts[c * buckets..(c + 1) * buckets];
-            let tot: f64 = row.iter().map(|&v| f64::from(v)).sum::<f64>() + 0.1 * buckets as f64;
-            for (b, &v) in row.iter().enumerate() {
-                log_lik[c * buckets + b] = ((f64::from(v) + 0.1) / tot).ln() as f32;
-            }
-        }
-        Self {
-            log_prior,
-            log_lik,
-            buckets,
-        }
+            .unwrap_or_else(|| Self::new(k, p))
     }
 
-    fn predict(&self, hashes: &[u64], skip: &FxSet<u64>) -> u32 {
-        let mask = self.buckets - 1;
+    /// The candidate n-grams: clearly associated with one label (a binomial
+    /// tail against the label's share of records), purest and shortest first,
+    /// at most `params.max_candidates`. `catch_all` says label 0 stands for
+    /// "no repeated response" and is never a target.
+    pub fn plan(&self, params: &TextTriggerParams, catch_all: bool) -> Result<TextPlan> {
+        params.check()?;
+        let p = params;
+        let k = self.n_classes;
+        let stride = k + 1;
+        let n = self.records;
+        let tested = self
+            .slots
+            .values()
+            .filter(|&&s| self.counts[s as usize * stride] as usize >= p.min_support)
+            .count();
+        // Candidates need only be clearly associated (p < 10^-(2 + mine_log10)):
+        // the counterfactual test controls false positives, and a Bonferroni
+        // level over every n-gram would hide a tamper of five records in 5000.
+        let bonferroni = ((tested.max(1) * k) as f64).log10() + p.mine_log10;
+        let level = bonferroni.min(2.0 + p.mine_log10);
+        let mut cands: Vec<NgramCandidate> = self
+            .slots
+            .iter()
+            .filter_map(|(&key, &s)| {
+                let len = self.lens[s as usize];
+                let s = s as usize * stride;
+                let total = self.counts[s];
+                if (total as usize) < p.min_support || u64::from(total) * 2 > n {
+                    return None;
+                }
+                let (c, &o) = self.counts[s + 1..s + stride]
+                    .iter()
+                    .enumerate()
+                    .filter(|(c, _)| !(catch_all && *c == 0))
+                    .max_by_key(|(_, &v)| v)?;
+                if (o as usize) < p.min_support {
+                    return None;
+                }
+                let score = binom_tail_neg_log10(
+                    u64::from(o),
+                    u64::from(total),
+                    self.class_records[c] as f64 / n.max(1) as f64,
+                );
+                (score >= level).then_some(NgramCandidate {
+                    key,
+                    class: c as u32,
+                    total,
+                    members: o,
+                    len,
+                    score,
+                })
+            })
+            .collect();
+        let found = cands.len();
+        // Purest first; among equally pure, shorter n-grams first (a trigger
+        // token is pure by itself, while pure natural n-grams are long
+        // combinations of common words); then the most significant.
+        let bucket =
+            |c: &NgramCandidate| (50.0 * f64::from(c.members) / f64::from(c.total)).floor() as u32;
+        cands.sort_by(|a, b| {
+            bucket(b)
+                .cmp(&bucket(a))
+                .then(a.len.cmp(&b.len))
+                .then(b.score.total_cmp(&a.score))
+                .then(a.key.cmp(&b.key))
+        });
+        cands.truncate(p.max_candidates);
+        let term_totals = (0..k)
+            .map(|c| {
+                self.terms[c * self.nb_buckets..(c + 1) * self.nb_buckets]
+                    .iter()
+                    .sum()
+            })
+            .collect();
+        Ok(TextPlan {
+            n_classes: k,
+            max_ngram: self.max_ngram,
+            nb_buckets: self.nb_buckets,
+            records: n,
+            class_records: self.class_records.clone(),
+            catch_all,
+            mined: found,
+            level,
+            candidates: cands,
+            terms: self.terms.clone(),
+            term_totals,
+        })
+    }
+}
+
+/// An n-gram associated with one label, to be tested.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NgramCandidate {
+    /// Hash of the n-gram's tokens.
+    pub key: u64,
+    /// The label it is associated with.
+    pub class: u32,
+    /// Records carrying it.
+    pub total: u32,
+    /// Of those, records with `class`.
+    pub members: u32,
+    /// Length in tokens.
+    pub len: u8,
+    /// `-log10 p` of the association.
+    pub score: f64,
+}
+
+/// What the second pass needs from the first: the candidates and the naive
+/// Bayes counts. Small enough to broadcast to every partition (the counts are
+/// `n_classes x nb_buckets` integers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextPlan {
+    /// Number of labels.
+    pub n_classes: usize,
+    /// Longest n-gram.
+    pub max_ngram: usize,
+    /// Naive Bayes buckets.
+    pub nb_buckets: usize,
+    /// Records counted.
+    pub records: u64,
+    /// Records per label.
+    pub class_records: Vec<u64>,
+    /// Label 0 is the catch-all "unique response" class, never a target.
+    pub catch_all: bool,
+    /// Candidates found before the cut to `max_candidates`.
+    pub mined: usize,
+    /// `-log10 p` level a candidate needed.
+    pub level: f64,
+    /// The candidates, in the order they are tested.
+    pub candidates: Vec<NgramCandidate>,
+    /// `n_classes x nb_buckets` token counts.
+    terms: Vec<u64>,
+    /// Token count per label.
+    term_totals: Vec<u64>,
+}
+
+impl TextPlan {
+    fn check(&self) -> Result<()> {
+        if self.class_records.len() != self.n_classes
+            || self.term_totals.len() != self.n_classes
+            || self.terms.len() != self.n_classes * self.nb_buckets
+            || !self.nb_buckets.is_power_of_two()
+        {
+            return Err(Error::data("text plan: inconsistent shapes"));
+        }
+        Ok(())
+    }
+
+    /// JSON text of the plan.
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::data(format!("text plan: {e}")))
+    }
+
+    /// A plan from [`TextPlan::to_json`]'s text, checked.
+    pub fn from_json(s: &str) -> Result<Self> {
+        let p: Self =
+            serde_json::from_str(s).map_err(|e| Error::data(format!("text plan: {e}")))?;
+        p.check()?;
+        Ok(p)
+    }
+
+    /// The label leave-one-out naive Bayes gives a record (`h` its token
+    /// hashes, `label` its label, counted in the plan) when the tokens in
+    /// `skip` are hidden. Leave-one-out: the record's own tokens and its own
+    /// count are taken out of the model first, so a record never judges
+    /// itself; ties go to the lower label.
+    fn predict_loo(&self, h: &[u64], label: u32, skip: &[u64]) -> u32 {
+        let mask = self.nb_buckets - 1;
+        let b = self.nb_buckets;
+        let mut own: Vec<usize> = h.iter().map(|&t| t as usize & mask).collect();
+        own.sort_unstable();
+        let own_count = |bk: usize| -> u64 {
+            (own.partition_point(|&x| x <= bk) - own.partition_point(|&x| x < bk)) as u64
+        };
+        let l = label as usize;
+        let n = self.records.saturating_sub(1) as f64;
+        let kf = self.n_classes as f64;
         let mut best = (0u32, f64::NEG_INFINITY);
-        for (c, &lp) in self.log_prior.iter().enumerate() {
-            let mut s = lp;
-            for &t in hashes.iter().filter(|t| !skip.contains(t)) {
-                s += f64::from(self.log_lik[c * self.buckets + (t as usize & mask)]);
+        for c in 0..self.n_classes {
+            let mine = c == l;
+            let docs = self.class_records[c].saturating_sub(u64::from(mine)) as f64;
+            let mut s = ((docs + 1e-3) / (n + 1e-3 * kf)).ln();
+            let tot = self.term_totals[c].saturating_sub(if mine { h.len() as u64 } else { 0 })
+                as f64
+                + 0.1 * b as f64;
+            for &t in h.iter().filter(|t| !skip.contains(t)) {
+                let bk = t as usize & mask;
+                let mut v = self.terms[c * b + bk];
+                if mine {
+                    v = v.saturating_sub(own_count(bk));
+                }
+                s += ((v as f64 + 0.1) / tot).ln();
             }
             if s > best.1 {
                 best = (c as u32, s);
@@ -341,43 +768,229 @@ impl NaiveBayes {
     }
 }
 
-/// Grow `phrase` token by token to the left and right while at least 90% of
-/// the carriers agree on the neighbouring token, so the report names the whole
-/// trigger (`[TRIGGER] -> class_override`) and not only its purest piece.
-fn extend_phrase(texts: &[String], carriers: &[usize], phrase: &str) -> String {
-    let core: Vec<&str> = tokens(phrase).collect();
-    if core.is_empty() || carriers.is_empty() {
-        return phrase.to_owned();
+/// One record carrying a candidate n-gram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Carrier {
+    /// The record's id (its row index in a single-machine scan).
+    pub id: u64,
+    /// Its label.
+    pub label: u32,
+    /// Whether leave-one-out naive Bayes, with the candidate phrases of its
+    /// label hidden, gives another label.
+    pub flipped: bool,
+}
+
+/// Tokens around one occurrence of a candidate, to grow the reported phrase.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Occurrence {
+    id: u64,
+    left: Vec<String>,
+    core: Vec<String>,
+    right: Vec<String>,
+}
+
+/// Second-pass statistics: per candidate of a [`TextPlan`], its carriers and a
+/// few contexts; per label, the flip rate of ordinary records (a fixed sample:
+/// the records whose id hashes to 0 modulo 10). Built per partition with
+/// [`TextEvidence::from_records`] and combined with [`TextEvidence::merge`];
+/// carriers are kept sorted by id, so merged evidence equals one pass's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextEvidence {
+    /// Per candidate, its carriers sorted by id.
+    pub carriers: Vec<Vec<Carrier>>,
+    /// Per candidate, up to 200 occurrences (smallest ids).
+    occurrences: Vec<Vec<Occurrence>>,
+    /// Per label, `[flips, records]` of the baseline sample.
+    pub baseline: Vec<[u64; 2]>,
+}
+
+fn in_baseline_sample(id: u64) -> bool {
+    combine(0x6261_7365, id) % 10 == 0
+}
+
+impl TextEvidence {
+    /// Empty evidence for `plan`.
+    pub fn new(plan: &TextPlan) -> Self {
+        Self {
+            carriers: vec![Vec::new(); plan.candidates.len()],
+            occurrences: vec![Vec::new(); plan.candidates.len()],
+            baseline: vec![[0, 0]; plan.n_classes],
+        }
     }
-    let spans: Vec<(Vec<&str>, usize)> = carriers
-        .iter()
-        .take(2000)
-        .filter_map(|&i| {
-            let t: Vec<&str> = tokens(&texts[i]).collect();
-            let at = t.windows(core.len()).position(|w| w == core.as_slice())?;
-            Some((t, at))
-        })
-        .collect();
-    let need = (spans.len() as f64 * 0.9).ceil() as usize;
-    let (mut left, mut right) = (0usize, 0usize);
-    type Span<'a> = (Vec<&'a str>, usize);
-    let agree = |pick: &dyn Fn(&Span<'_>) -> Option<String>| -> Option<String> {
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for s in &spans {
-            if let Some(w) = pick(s) {
+
+    /// Evidence of `records` (`(id, text, label)`, ids unique across all
+    /// partitions) for the candidates of `plan` (the plan of the merged
+    /// [`TextStats`] of all records).
+    pub fn from_records<S: AsRef<str>>(
+        plan: &TextPlan,
+        records: impl IntoIterator<Item = (u64, S, u32)>,
+    ) -> Result<Self> {
+        plan.check()?;
+        let want: FxMap<u64, usize> = plan
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.key, i))
+            .collect();
+        let mut ev = Self::new(plan);
+        let mut h = Vec::new();
+        let mut keys = Vec::new();
+        let mut carried: Vec<(usize, u32, u8)> = Vec::new();
+        let mut skip: Vec<u64> = Vec::new();
+        for (id, text, label) in records {
+            let text = text.as_ref();
+            if label as usize >= plan.n_classes {
+                return Err(Error::data(format!(
+                    "text evidence: record {id} has label {label} outside 0..{}",
+                    plan.n_classes
+                )));
+            }
+            token_hashes(text, &mut h);
+            ngram_keys(&h, plan.max_ngram, &mut keys);
+            carried.clear();
+            carried.extend(
+                keys.iter()
+                    .filter_map(|&(key, start, len)| want.get(&key).map(|&ci| (ci, start, len))),
+            );
+            skip.clear();
+            for &(ci, start, len) in &carried {
+                if plan.candidates[ci].class == label {
+                    skip.extend_from_slice(&h[start as usize..start as usize + len as usize]);
+                }
+            }
+            let member = !skip.is_empty();
+            let flipped = if member {
+                plan.predict_loo(&h, label, &skip) != label
+            } else {
+                if in_baseline_sample(id) {
+                    let b = &mut ev.baseline[label as usize];
+                    b[1] += 1;
+                    if plan.predict_loo(&h, label, &[]) != label {
+                        b[0] += 1;
+                    }
+                }
+                false
+            };
+            if carried.is_empty() {
+                continue;
+            }
+            let toks: Vec<&str> = tokens(text).collect();
+            for &(ci, start, len) in &carried {
+                ev.carriers[ci].push(Carrier { id, label, flipped });
+                let occ = &mut ev.occurrences[ci];
+                if occ.len() >= CONTEXTS && occ.last().is_some_and(|o| o.id <= id) {
+                    continue;
+                }
+                let (s, e) = (start as usize, start as usize + len as usize);
+                let o = Occurrence {
+                    id,
+                    left: toks[s.saturating_sub(CONTEXT_TOKENS)..s]
+                        .iter()
+                        .map(|t| (*t).to_owned())
+                        .collect(),
+                    core: toks[s..e].iter().map(|t| (*t).to_owned()).collect(),
+                    right: toks[e..(e + CONTEXT_TOKENS).min(toks.len())]
+                        .iter()
+                        .map(|t| (*t).to_owned())
+                        .collect(),
+                };
+                let at = occ.partition_point(|x| x < &o);
+                occ.insert(at, o);
+                occ.truncate(CONTEXTS);
+            }
+        }
+        for c in &mut ev.carriers {
+            c.sort_unstable();
+        }
+        Ok(ev)
+    }
+
+    /// Add `other`'s evidence (another partition's, for the same plan).
+    pub fn merge(&mut self, other: TextEvidence) -> Result<()> {
+        if self.carriers.len() != other.carriers.len()
+            || self.baseline.len() != other.baseline.len()
+            || self.occurrences.len() != other.occurrences.len()
+        {
+            return Err(Error::data(
+                "text evidence: cannot merge evidence of different plans",
+            ));
+        }
+        for (a, b) in self.carriers.iter_mut().zip(other.carriers) {
+            a.extend(b);
+            a.sort_unstable();
+        }
+        for (a, b) in self.occurrences.iter_mut().zip(other.occurrences) {
+            a.extend(b);
+            a.sort_unstable();
+            a.truncate(CONTEXTS);
+        }
+        for (a, b) in self.baseline.iter_mut().zip(other.baseline) {
+            a[0] += b[0];
+            a[1] += b[1];
+        }
+        Ok(())
+    }
+
+    /// JSON text of the evidence.
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::data(format!("text evidence: {e}")))
+    }
+
+    /// Evidence from [`TextEvidence::to_json`]'s text.
+    pub fn from_json(s: &str) -> Result<Self> {
+        serde_json::from_str(s).map_err(|e| Error::data(format!("text evidence: {e}")))
+    }
+
+    fn par_from(plan: &TextPlan, texts: &[String], y: &[u32]) -> Result<Self> {
+        texts
+            .par_chunks(CHUNK)
+            .zip(y.par_chunks(CHUNK))
+            .enumerate()
+            .map(|(ci, (t, l))| {
+                let base = (ci * CHUNK) as u64;
+                Self::from_records(
+                    plan,
+                    t.iter()
+                        .zip(l.iter().copied())
+                        .enumerate()
+                        .map(|(r, (t, l))| (base + r as u64, t, l)),
+                )
+            })
+            .reduce_with(|a, b| {
+                let mut a = a?;
+                a.merge(b?)?;
+                Ok(a)
+            })
+            .unwrap_or_else(|| Ok(Self::new(plan)))
+    }
+}
+
+/// Grow `core` token by token to the left and right while at least 90% of
+/// the occurrences agree on the neighbouring token, so the report names the
+/// whole trigger (`[TRIGGER] -> class_override`) and not only its purest piece.
+fn extend_phrase(occ: &[Occurrence]) -> String {
+    let Some(first) = occ.first() else {
+        return String::new();
+    };
+    let need = ((occ.len() as f64 * 0.9).ceil() as usize).max(1);
+    let agree = |pick: &dyn Fn(&Occurrence) -> Option<&String>| -> Option<String> {
+        let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
+        for o in occ {
+            if let Some(w) = pick(o) {
                 *counts.entry(w).or_default() += 1;
             }
         }
         counts
             .into_iter()
             .max_by_key(|(_, c)| *c)
-            .filter(|(_, c)| *c >= need.max(1))
-            .map(|(w, _)| w)
+            .filter(|(_, c)| *c >= need)
+            .map(|(w, _)| w.clone())
     };
-    let mut out: Vec<String> = core.iter().map(|s| (*s).to_owned()).collect();
-    while out.len() < 12 {
+    let mut out = first.core.clone();
+    let mut left = 0usize;
+    while out.len() < 12 && left < CONTEXT_TOKENS {
         let l = left + 1;
-        match agree(&|(t, at)| at.checked_sub(l).map(|j| t[j].to_owned())) {
+        match agree(&|o| o.left.len().checked_sub(l).map(|j| &o.left[j])) {
             Some(w) => {
                 out.insert(0, w);
                 left += 1;
@@ -385,9 +998,9 @@ fn extend_phrase(texts: &[String], carriers: &[usize], phrase: &str) -> String {
             None => break,
         }
     }
-    while out.len() < 12 {
-        let r = core.len() + right;
-        match agree(&|(t, at)| t.get(at + r).map(|w| (*w).to_owned())) {
+    let mut right = 0usize;
+    while out.len() < 12 && right < CONTEXT_TOKENS {
+        match agree(&|o| o.right.get(right)) {
             Some(w) => {
                 out.push(w);
                 right += 1;
@@ -398,11 +1011,212 @@ fn extend_phrase(texts: &[String], carriers: &[usize], phrase: &str) -> String {
     out.join(" ")
 }
 
+/// A confirmed trigger with the records it quarantines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfirmedTrigger {
+    /// Index into [`TextDecision::triggers`].
+    pub trigger: usize,
+    /// Normalised score (1.0 at the confirmation threshold).
+    pub score: f64,
+    /// Why, in a sentence.
+    pub message: String,
+    /// Ids of the records to quarantine, ascending.
+    pub ids: Vec<u64>,
+}
+
+/// One record to quarantine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlaggedText {
+    /// Record id.
+    pub id: u64,
+    /// Normalised score (the largest over the triggers it carries).
+    pub score: f64,
+    /// The first confirmed trigger it carries (index into [`TextDecision::triggers`]).
+    pub trigger: usize,
+}
+
+/// The decision of text trigger mining.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextDecision {
+    /// Every tested trigger group.
+    pub triggers: Vec<TextTrigger>,
+    /// The confirmed ones with their records.
+    pub confirmed: Vec<ConfirmedTrigger>,
+    /// Records to quarantine, ascending id.
+    pub flagged: Vec<FlaggedText>,
+    /// Label names, when the caller set them (`label N` otherwise).
+    pub label_names: Vec<String>,
+}
+
+/// Group the candidates of `plan`, test each group on `evidence` and name the
+/// records to quarantine. Labels are reported as `label N`; see
+/// [`decide_named`] for names.
+pub fn decide(
+    plan: &TextPlan,
+    evidence: &TextEvidence,
+    params: &TextTriggerParams,
+) -> Result<TextDecision> {
+    let names: Vec<String> = (0..plan.n_classes).map(|c| format!("label {c}")).collect();
+    decide_named(plan, evidence, params, &names)
+}
+
+/// [`decide`] with label names (`names[c]` for label `c`).
+pub fn decide_named(
+    plan: &TextPlan,
+    evidence: &TextEvidence,
+    params: &TextTriggerParams,
+    names: &[String],
+) -> Result<TextDecision> {
+    params.check()?;
+    plan.check()?;
+    let p = params;
+    let k = plan.n_classes;
+    if evidence.carriers.len() != plan.candidates.len() || evidence.baseline.len() != k {
+        return Err(Error::data("text evidence does not belong to this plan"));
+    }
+    let catch_all = plan.catch_all;
+    // Merge candidates whose carriers nest (sub-n-grams of one phrase).
+    struct Group {
+        class: u32,
+        /// Candidate whose carriers the group holds (the largest).
+        lead: usize,
+        cands: Vec<usize>,
+        score: f64,
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    let ids_of = |ci: usize| evidence.carriers[ci].iter().map(|c| c.id);
+    for (ci, c) in plan.candidates.iter().enumerate() {
+        let set: FxSet<u64> = ids_of(ci).collect();
+        let hit = groups.iter_mut().find(|g| {
+            g.class == c.class && {
+                let lead = &evidence.carriers[g.lead];
+                let inter = lead.iter().filter(|x| set.contains(&x.id)).count();
+                inter as f64 >= 0.9 * lead.len().min(set.len()) as f64
+            }
+        });
+        match hit {
+            Some(g) => {
+                g.cands.push(ci);
+                if set.len() > evidence.carriers[g.lead].len() {
+                    g.lead = ci;
+                }
+                g.score = g.score.max(c.score);
+            }
+            None => groups.push(Group {
+                class: c.class,
+                lead: ci,
+                cands: vec![ci],
+                score: c.score,
+            }),
+        }
+    }
+    groups.truncate(16);
+    let hold_cnt: Vec<u64> = evidence.baseline.iter().map(|b| b[1]).collect();
+    let hold_flips: Vec<u64> = evidence.baseline.iter().map(|b| b[0]).collect();
+    let overall =
+        (hold_flips.iter().sum::<u64>() as f64 + 1.0) / (hold_cnt.iter().sum::<u64>() as f64 + 2.0);
+    let phrase_of = |ci: usize| -> String {
+        evidence
+            .occurrences
+            .get(ci)
+            .and_then(|o| o.first())
+            .map(|o| o.core.join(" "))
+            .unwrap_or_default()
+    };
+    let mut flagged: BTreeMap<u64, FlaggedText> = BTreeMap::new();
+    let mut triggers = Vec::new();
+    let mut confirmed_list = Vec::new();
+    for g in &groups {
+        let c = g.class as usize;
+        let carriers = &evidence.carriers[g.lead];
+        let members: Vec<&Carrier> = carriers.iter().filter(|x| x.label == g.class).collect();
+        let class_rate = if hold_cnt[c] >= 20 {
+            (hold_flips[c] as f64 + 1.0) / (hold_cnt[c] as f64 + 2.0)
+        } else {
+            0.0
+        };
+        let baseline = overall.max(class_rate).max(0.01);
+        let flipped: Vec<u64> = members.iter().filter(|x| x.flipped).map(|x| x.id).collect();
+        let score = binom_tail_neg_log10(flipped.len() as u64, members.len() as u64, baseline);
+        let max_support = g
+            .cands
+            .iter()
+            .map(|&ci| evidence.carriers[ci].len())
+            .max()
+            .unwrap_or(0);
+        let best = g
+            .cands
+            .iter()
+            .copied()
+            .filter(|&ci| evidence.carriers[ci].len() as f64 >= 0.9 * max_support as f64)
+            .max_by_key(|&ci| (plan.candidates[ci].len, std::cmp::Reverse(ci)))
+            .map(|ci| extend_phrase(&evidence.occurrences[ci]))
+            .unwrap_or_default();
+        let confirmed = score >= p.confirm_log10 && flipped.len() >= p.min_support;
+        let t = TextTrigger {
+            phrase: best.clone(),
+            ngrams: g.cands.iter().map(|&ci| phrase_of(ci)).collect(),
+            target: names
+                .get(c)
+                .cloned()
+                .unwrap_or_else(|| format!("label {c}")),
+            carriers: carriers.len(),
+            members: members.len(),
+            flipped: flipped.len(),
+            baseline,
+            confirm_log10p: score,
+            confirmed,
+        };
+        if confirmed {
+            let purity = members.len() as f64 / carriers.len().max(1) as f64;
+            let hit: Vec<u64> = if purity >= p.pure_fraction {
+                members.iter().map(|x| x.id).collect()
+            } else {
+                flipped.clone()
+            };
+            let what = if catch_all { "response" } else { "label" };
+            let message = format!(
+                "contains {:?}, which {} of {} carrying records share with {what} {:?}; without it {} of {} no longer support that {what} (baseline {:.1}%)",
+                best,
+                members.len(),
+                carriers.len(),
+                t.target,
+                flipped.len(),
+                members.len(),
+                baseline * 100.0
+            );
+            let norm = score / p.confirm_log10.max(1e-9);
+            for &id in &hit {
+                let f = flagged.entry(id).or_insert(FlaggedText {
+                    id,
+                    score: norm,
+                    trigger: triggers.len(),
+                });
+                f.score = f.score.max(norm);
+            }
+            confirmed_list.push(ConfirmedTrigger {
+                trigger: triggers.len(),
+                score: norm,
+                message,
+                ids: hit,
+            });
+        }
+        triggers.push(t);
+    }
+    Ok(TextDecision {
+        triggers,
+        confirmed: confirmed_list,
+        flagged: flagged.into_values().collect(),
+        label_names: names.to_vec(),
+    })
+}
+
 /// A mined and possibly confirmed text trigger, for callers that want it
 /// without going through a report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TextTrigger {
-    /// The trigger phrase (the longest n-gram of its group).
+    /// The trigger phrase (the longest n-gram of its group, grown to the
+    /// tokens its carriers agree on).
     pub phrase: String,
     /// Every n-gram merged into it.
     pub ngrams: Vec<String>,
@@ -427,7 +1241,7 @@ impl Detector for TextTriggerMining {
         "text-trigger-mining"
     }
 
-    fn detect(&self, ds: &Dataset, seed: u64) -> Result<DetectorOutput> {
+    fn detect(&self, ds: &Dataset, _seed: u64) -> Result<DetectorOutput> {
         let p = &self.params;
         p.check()?;
         let texts = ds
@@ -447,278 +1261,63 @@ impl Detector for TextTriggerMining {
         if n < 4 * p.min_support || k < 2 {
             return Ok(out);
         }
-        let mut class_n = vec![0usize; k];
-        for &l in &y {
-            class_n[l as usize] += 1;
-        }
-        let (map, cnt, lens) = count(texts, &y, k, p.max_ngram);
-        let stride = k + 1;
-        let tested = map
-            .iter()
-            .filter(|(_, &s)| cnt[s as usize * stride] as usize >= p.min_support)
-            .count();
-        // Candidates need only be clearly associated (p < 10^-(2 + mine_log10)):
-        // the counterfactual test controls false positives, and a Bonferroni
-        // level over every n-gram would hide a tamper of five records in 5000.
-        let bonferroni = ((tested.max(1) * k) as f64).log10() + p.mine_log10;
-        let level = bonferroni.min(2.0 + p.mine_log10);
-        let mut cands: Vec<TextCandidate> = map
-            .iter()
-            .filter_map(|(&key, &s)| {
-                let len = lens[s as usize];
-                let s = s as usize * stride;
-                let total = cnt[s];
-                if (total as usize) < p.min_support || total as usize * 2 > n {
-                    return None;
-                }
-                let (c, &o) = cnt[s + 1..s + stride]
-                    .iter()
-                    .enumerate()
-                    .filter(|(c, _)| !(catch_all && *c == 0))
-                    .max_by_key(|(_, &v)| v)?;
-                if (o as usize) < p.min_support {
-                    return None;
-                }
-                let score = binom_tail_neg_log10(
-                    u64::from(o),
-                    u64::from(total),
-                    class_n[c] as f64 / n as f64,
-                );
-                (score >= level).then_some(TextCandidate {
-                    key,
-                    class: c as u32,
-                    total,
-                    members: o,
-                    len,
-                    score,
-                })
-            })
-            .collect();
-        drop(map);
+        let stats = TextStats::par_from(texts, &y, k, p)?;
+        let plan = stats.plan(p, catch_all)?;
+        drop(stats);
         out.metrics
-            .insert("ngram_candidates".into(), cands.len() as f64);
-        // Purest first; among equally pure, shorter n-grams first (a trigger
-        // token is pure by itself, while pure natural n-grams are long
-        // combinations of common words); then the most significant.
-        let bucket =
-            |c: &TextCandidate| (50.0 * f64::from(c.members) / f64::from(c.total)).floor() as u32;
-        cands.sort_by(|a, b| {
-            bucket(b)
-                .cmp(&bucket(a))
-                .then(a.len.cmp(&b.len))
-                .then(b.score.total_cmp(&a.score))
-                .then(a.key.cmp(&b.key))
-        });
-        cands.truncate(p.max_candidates);
-        if cands.is_empty() {
+            .insert("ngram_candidates".into(), plan.mined as f64);
+        if plan.candidates.is_empty() {
             return Ok(out);
         }
-        // Second pass: carriers and the text of each candidate.
-        let want: FxMap<u64, usize> = cands.iter().enumerate().map(|(i, c)| (c.key, i)).collect();
-        let found: Vec<Vec<(usize, usize, String)>> = texts
-            .par_iter()
-            .enumerate()
-            .fold(Vec::new, |mut acc: Vec<(usize, usize, String)>, (r, t)| {
-                let mut h = Vec::new();
-                let mut keys = Vec::new();
-                token_hashes(t, &mut h);
-                ngram_keys(&h, p.max_ngram, &mut keys);
-                for &(key, start, len) in &keys {
-                    if let Some(&ci) = want.get(&key) {
-                        let phrase = tokens(t)
-                            .skip(start as usize)
-                            .take(len as usize)
-                            .collect::<Vec<_>>()
-                            .join(" ");
-                        acc.push((ci, r, phrase));
-                    }
-                }
-                acc
-            })
-            .collect();
-        let mut carriers: Vec<Vec<usize>> = vec![Vec::new(); cands.len()];
-        let mut phrase: Vec<String> = vec![String::new(); cands.len()];
-        for part in found {
-            for (ci, r, ph) in part {
-                carriers[ci].push(r);
-                if phrase[ci].is_empty() {
-                    phrase[ci] = ph;
-                }
-            }
+        let evidence = TextEvidence::par_from(&plan, texts, &y)?;
+        let d = decide_named(&plan, &evidence, p, &names)?;
+        let row = |id: u64| usize::try_from(id).ok().filter(|&i| i < n);
+        for c in &d.confirmed {
+            let Some(t) = d.triggers.get(c.trigger) else {
+                continue;
+            };
+            out.findings.push(
+                Finding::new(
+                    t.confirm_log10p,
+                    format!("text trigger {:?} confirmed: {}", t.phrase, c.message),
+                )
+                .with_ids(
+                    c.ids
+                        .iter()
+                        .filter_map(|&id| row(id).map(|i| ds.ids[i].clone()))
+                        .collect(),
+                )
+                .with_tags(
+                    poison_tags()
+                        .into_iter()
+                        .chain([mithridate_core::ThreatTag::atlas_backdoor_model()]),
+                )
+                .with_detail(serde_json::to_value(t).unwrap_or_default()),
+            );
         }
-        for c in &mut carriers {
-            c.sort_unstable();
-        }
-        // Merge candidates whose carriers nest (sub-n-grams of one phrase).
-        struct Group {
-            class: u32,
-            carriers: Vec<usize>,
-            ngrams: Vec<(String, usize)>,
-            score: f64,
-        }
-        let mut groups: Vec<Group> = Vec::new();
-        for (ci, c) in cands.iter().enumerate() {
-            let set: FxSet<usize> = carriers[ci].iter().copied().collect();
-            let hit = groups.iter_mut().find(|g| {
-                g.class == c.class && {
-                    let inter = g.carriers.iter().filter(|i| set.contains(i)).count();
-                    inter as f64 >= 0.9 * g.carriers.len().min(set.len()) as f64
-                }
+        for f in &d.flagged {
+            let Some(i) = row(f.id) else { continue };
+            let (Some(t), Some(c)) = (
+                d.triggers.get(f.trigger),
+                d.confirmed.iter().find(|c| c.trigger == f.trigger),
+            ) else {
+                continue;
+            };
+            out.scores[i] = f.score;
+            out.flags.push(Flag {
+                index: i,
+                score: f.score,
+                kind: FlagKind::Trigger,
+                message: c.message.clone(),
+                trigger: Some(
+                    json!({"kind": "text-ngram", "phrase": t.phrase, "target": t.target}),
+                ),
             });
-            match hit {
-                Some(g) => {
-                    g.ngrams.push((phrase[ci].clone(), carriers[ci].len()));
-                    if carriers[ci].len() > g.carriers.len() {
-                        g.carriers.clone_from(&carriers[ci]);
-                    }
-                    g.score = g.score.max(c.score);
-                }
-                None => groups.push(Group {
-                    class: c.class,
-                    carriers: carriers[ci].clone(),
-                    ngrams: vec![(phrase[ci].clone(), carriers[ci].len())],
-                    score: c.score,
-                }),
-            }
         }
-        groups.truncate(16);
-        // Counterfactual model: naive Bayes on everything outside every group's members.
-        let mut suspect = vec![false; n];
-        let members_of = |g: &Group| -> Vec<usize> {
-            g.carriers
-                .iter()
-                .copied()
-                .filter(|&i| y[i] == g.class)
-                .collect()
-        };
-        for g in &groups {
-            for i in members_of(g) {
-                suspect[i] = true;
-            }
-        }
-        let mut rest: Vec<usize> = (0..n).filter(|&i| !suspect[i]).collect();
-        let order = mithridate_core::attack::shuffled(
-            rest.len(),
-            mithridate_core::rng::derive_seed(seed, "nb-holdout"),
-        );
-        let hold_n = (rest.len() / 10).clamp(1.min(rest.len()), 20_000);
-        let hold: Vec<usize> = order[..hold_n].iter().map(|&j| rest[j]).collect();
-        let hold_set: FxSet<usize> = hold.iter().copied().collect();
-        rest.retain(|i| !hold_set.contains(i));
-        let nb = NaiveBayes::fit(texts, &y, &rest, k, p.nb_buckets);
-        let empty = FxSet::default();
-        let mut hbuf = Vec::new();
-        let mut hold_flips = vec![0usize; k];
-        let mut hold_cnt = vec![0usize; k];
-        for &i in &hold {
-            token_hashes(&texts[i], &mut hbuf);
-            hold_cnt[y[i] as usize] += 1;
-            if nb.predict(&hbuf, &empty) != y[i] {
-                hold_flips[y[i] as usize] += 1;
-            }
-        }
-        let overall = (hold_flips.iter().sum::<usize>() as f64 + 1.0) / (hold.len() as f64 + 2.0);
-        let mut flagged: BTreeMap<usize, Flag> = BTreeMap::new();
-        let mut triggers = Vec::new();
-        for g in &groups {
-            let members = members_of(g);
-            let c = g.class as usize;
-            let class_rate = if hold_cnt[c] >= 20 {
-                (hold_flips[c] as f64 + 1.0) / (hold_cnt[c] as f64 + 2.0)
-            } else {
-                0.0
-            };
-            let baseline = overall.max(class_rate).max(0.01);
-            let skip: FxSet<u64> = g
-                .ngrams
-                .iter()
-                .flat_map(|(ph, _)| {
-                    tokens(ph)
-                        .map(|t| hash_bytes(t.as_bytes()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let flipped: Vec<usize> = members
-                .iter()
-                .copied()
-                .filter(|&i| {
-                    let mut h = Vec::new();
-                    token_hashes(&texts[i], &mut h);
-                    nb.predict(&h, &skip) != g.class
-                })
-                .collect();
-            let score = binom_tail_neg_log10(flipped.len() as u64, members.len() as u64, baseline);
-            let max_support = g.ngrams.iter().map(|(_, s)| *s).max().unwrap_or(0);
-            let best = g
-                .ngrams
-                .iter()
-                .filter(|(_, s)| *s as f64 >= 0.9 * max_support as f64)
-                .max_by_key(|(ph, _)| tokens(ph).count())
-                .map(|(ph, _)| extend_phrase(texts, &g.carriers, ph))
-                .unwrap_or_default();
-            let confirmed = score >= p.confirm_log10 && flipped.len() >= p.min_support;
-            let t = TextTrigger {
-                phrase: best.clone(),
-                ngrams: g.ngrams.iter().map(|(s, _)| s.clone()).collect(),
-                target: names.get(c).cloned().unwrap_or_default(),
-                carriers: g.carriers.len(),
-                members: members.len(),
-                flipped: flipped.len(),
-                baseline,
-                confirm_log10p: score,
-                confirmed,
-            };
-            if confirmed {
-                let purity = members.len() as f64 / g.carriers.len().max(1) as f64;
-                let hit = if purity >= p.pure_fraction {
-                    members.clone()
-                } else {
-                    flipped.clone()
-                };
-                let trig = json!({"kind": "text-ngram", "phrase": best, "target": t.target});
-                let msg = format!(
-                    "contains {:?}, which {} of {} carrying records share with {} {:?}; without it {} of {} no longer support that {} (baseline {:.1}%)",
-                    best,
-                    members.len(),
-                    g.carriers.len(),
-                    if catch_all { "response" } else { "label" },
-                    t.target,
-                    flipped.len(),
-                    members.len(),
-                    if catch_all { "response" } else { "label" },
-                    baseline * 100.0
-                );
-                let norm = score / p.confirm_log10.max(1e-9);
-                for &i in &hit {
-                    out.scores[i] = out.scores[i].max(norm);
-                    flagged.entry(i).or_insert_with(|| Flag {
-                        index: i,
-                        score: norm,
-                        kind: FlagKind::Trigger,
-                        message: msg.clone(),
-                        trigger: Some(trig.clone()),
-                    });
-                }
-                out.findings.push(
-                    Finding::new(score, format!("text trigger {best:?} confirmed: {msg}"))
-                        .with_ids(hit.iter().map(|&i| ds.ids[i].clone()).collect())
-                        .with_tags(
-                            poison_tags()
-                                .into_iter()
-                                .chain([mithridate_core::ThreatTag::atlas_backdoor_model()]),
-                        )
-                        .with_detail(serde_json::to_value(&t).unwrap_or_default()),
-                );
-            }
-            triggers.push(t);
-        }
-        out.flags = flagged.into_values().collect();
         out.metrics
-            .insert("text_triggers_tested".into(), triggers.len() as f64);
-        out.metrics.insert(
-            "text_triggers_confirmed".into(),
-            triggers.iter().filter(|t| t.confirmed).count() as f64,
-        );
+            .insert("text_triggers_tested".into(), d.triggers.len() as f64);
+        out.metrics
+            .insert("text_triggers_confirmed".into(), d.confirmed.len() as f64);
         out.metrics
             .insert("text_trigger_flagged".into(), out.flags.len() as f64);
         Ok(out)
