@@ -11,6 +11,7 @@
 //! thread pool or a Spark worker's other threads keep running.
 
 mod anomaly;
+mod distributed;
 mod error;
 mod provenance;
 mod robust;
@@ -24,6 +25,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::register(m)?;
     provenance::register(m)?;
     anomaly::register(m)?;
+    distributed::register(m)?;
     robust::register(m)?;
     Ok(())
 }
