@@ -40,6 +40,7 @@ pub mod hash;
 pub mod keys;
 pub mod lineage;
 pub mod manifest;
+pub mod model_signing;
 pub mod records;
 pub mod verify;
 mod walk;
