@@ -5,7 +5,8 @@
 //! Python with `flwr` installed) it instead times Flower's functions and
 //! ours on the same 50 clients x 1,000,000 parameters with 10 Byzantine
 //! clients, in one run, checks that the results are equal and prints the
-//! speed-up ratios.
+//! speed-up ratios. Flower and ours alternate (`FLOWER_REPS` repetitions,
+//! default 3) so both see the same machine load.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -70,33 +71,50 @@ fn criterion_benches(c: &mut Criterion) {
     g.finish();
 }
 
+/// Times one Flower function on the saved updates and saves its result.
+/// Loaded once per call, so each call times only the aggregation.
 const FLOWER: &str = r#"
 import sys, time, json
 import numpy as np
 from flwr.server.strategy import aggregate as agg
-x = np.load(sys.argv[1]); out = sys.argv[2]; f = int(sys.argv[3])
-res = lambda: [([x[i]], 1) for i in range(x.shape[0])]
+x = np.load(sys.argv[1]); out = sys.argv[2]; f = int(sys.argv[3]); name = sys.argv[4]
+res = [([x[i]], 1) for i in range(x.shape[0])]
 runs = {
-  "fedavg": lambda: agg.aggregate(res()),
-  "median": lambda: agg.aggregate_median(res()),
-  "trimmed-mean": lambda: agg.aggregate_trimmed_avg(res(), 0.2),
-  "krum": lambda: agg.aggregate_krum(res(), f, 0),
-  "multi-krum": lambda: agg.aggregate_krum(res(), f, x.shape[0] - f),
-  "bulyan": lambda: agg.aggregate_bulyan(res(), f, agg.aggregate_krum, to_keep=0),
+  "fedavg": lambda: agg.aggregate(res),
+  "median": lambda: agg.aggregate_median(res),
+  "trimmed-mean": lambda: agg.aggregate_trimmed_avg(res, 0.2),
+  "krum": lambda: agg.aggregate_krum(res, f, 0),
+  "multi-krum": lambda: agg.aggregate_krum(res, f, x.shape[0] - f),
+  "bulyan": lambda: agg.aggregate_bulyan(res, f, agg.aggregate_krum, to_keep=0),
 }
-times = {}
-for name, fn in runs.items():
-    reps = 1 if name == "bulyan" else 3
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter(); r = fn(); ts.append(time.perf_counter() - t)
-    times[name] = sorted(ts)[len(ts) // 2]
-    np.save(f"{out}/{name}.npy", np.asarray(r[0], dtype=np.float32).reshape(1, -1))
-print(json.dumps(times))
+t = time.perf_counter(); r = runs[name](); dt = time.perf_counter() - t
+np.save(f"{out}/{name}.npy", np.asarray(r[0], dtype=np.float32).reshape(1, -1))
+print(json.dumps(dt))
 "#;
 
+/// The 1-minute load average, to print next to the timings.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Flower and ours on the same 50 x 1,000,000 updates, interleaved: for
+/// each repetition and method, Flower's run and then ours, so both see the
+/// same machine load. Prints the medians, their ratio, and how far our
+/// result is from Flower's.
 fn compare_with_flower(python: &str) {
     let (n, d, f) = (50, 1_000_000, 10);
+    let reps: usize = std::env::var("FLOWER_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let x = updates(n, d, f);
     let dir = std::env::temp_dir().join(format!("mithridate-flower-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -106,42 +124,58 @@ fn compare_with_flower(python: &str) {
     std::fs::File::create(&script)
         .and_then(|mut s| s.write_all(FLOWER.as_bytes()))
         .expect("script");
-    eprintln!("running Flower on {n} x {d} ({f} Byzantine)...");
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(&input)
-        .arg(&dir)
-        .arg(f.to_string())
-        // Older OpenBLAS workarounds slow current NumPy down; give Flower its best run.
-        .env_remove("OPENBLAS_CORETYPE")
-        .env_remove("OPENBLAS_L2_SIZE")
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "flower failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let flower = |name: &str| -> f64 {
+        let out = Command::new(python)
+            .arg(&script)
+            .arg(&input)
+            .arg(&dir)
+            .arg(f.to_string())
+            .arg(name)
+            // Older OpenBLAS workarounds slow current NumPy down; give Flower its best run.
+            .env_remove("OPENBLAS_CORETYPE")
+            .env_remove("OPENBLAS_L2_SIZE")
+            .output()
+            .expect("run python");
+        assert!(
+            out.status.success(),
+            "flower failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("flower timing")
+    };
+    eprintln!(
+        "Flower and ours on {n} x {d} ({f} Byzantine), {reps} interleaved repetitions \
+         (Bulyan: 1 for Flower); load average {}",
+        load_average()
     );
-    let times: serde_json::Value = serde_json::from_slice(&out.stdout).expect("flower timings");
     println!(
-        "{:<18} {:>12} {:>12} {:>9} {:>12} {:>8}",
-        "method", "flower_s", "ours_s", "ratio", "max_abs_diff", "n>1e-6"
+        "{:<18} {:>10} {:>10} {:>8} {:>12} {:>7} {:>6}",
+        "method", "flower_s", "ours_s", "ratio", "max_abs_diff", "n>1e-6", "load"
     );
     for (name, m) in methods(n, f) {
-        let mut ts = Vec::new();
+        let flower_runs = if name == "bulyan" { 1 } else { reps };
+        let mut ft = Vec::new();
+        let mut ot = Vec::new();
         let mut last = None;
-        for _ in 0..3 {
+        for r in 0..reps {
+            if name != "geometric-median" && name != "centered-clipping" && r < flower_runs {
+                ft.push(flower(name));
+            }
             let t = Instant::now();
             let a = aggregate(&m, x.view(), None).expect("aggregate");
-            ts.push(t.elapsed().as_secs_f64());
+            ot.push(t.elapsed().as_secs_f64());
             last = Some(a);
         }
-        ts.sort_by(f64::total_cmp);
-        let ours = ts[1];
-        let Some(flower) = times.get(name).and_then(serde_json::Value::as_f64) else {
-            println!("{name:<18} {:>12} {ours:>12.4} {:>9} {:>12}", "-", "-", "-");
+        let ours = median_of(ot);
+        let load = load_average();
+        if ft.is_empty() {
+            println!(
+                "{name:<18} {:>10} {ours:>10.4} {:>8} {:>12} {:>7} {load:>6}",
+                "-", "-", "-", "-"
+            );
             continue;
-        };
+        }
+        let flower_s = median_of(ft);
         let reference =
             read_npy(Path::new(&dir.join(format!("{name}.npy")))).expect("flower output");
         let got = last.expect("ran").params;
@@ -159,8 +193,8 @@ fn compare_with_flower(python: &str) {
             .filter(|(b, &e)| e > 1e-6 * b.abs().max(1.0))
             .count();
         println!(
-            "{name:<18} {flower:>12.4} {ours:>12.4} {:>8.1}x {diff:>12.2e} {over:>8}",
-            flower / ours
+            "{name:<18} {flower_s:>10.4} {ours:>10.4} {:>7.1}x {diff:>12.2e} {over:>7} {load:>6}",
+            flower_s / ours
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,10 +1,11 @@
-//! Coordinate-wise rules: weighted mean, median, trimmed mean, and the
-//! blocked transpose they share.
+//! Coordinate-wise rules: weighted mean, and median and trimmed mean by
+//! sorting networks over tiles of columns.
 
 use mithridate_core::{Error, Result};
 use ndarray::{Array1, ArrayView2};
 use rayon::prelude::*;
 
+use super::network::{batcher, multiversion, prune, sort_tile, Wire, TILE};
 use super::BLOCK;
 
 /// Data of a standard-layout view (callers pass standard-layout views only).
@@ -13,90 +14,81 @@ pub(crate) fn data<'a>(x: ArrayView2<'a, f32>) -> Result<&'a [f32]> {
         .ok_or_else(|| Error::data("updates are not in standard (row-major) layout"))
 }
 
-/// Apply `f` to every column of `x` (its `n` values, in a scratch buffer that
-/// `f` may reorder) and collect one value per column.
-///
-/// Columns are processed in blocks of [`BLOCK`]: each block is transposed
-/// into a buffer (`n` contiguous values per column) so the selection routines
-/// run on contiguous memory, and blocks run in parallel.
-/// Order-preserving map of a finite `f32` to `u32` (IEEE total order), so
-/// selections compare plain integers.
-#[inline]
-pub(crate) fn key(v: f32) -> u32 {
-    let b = v.to_bits();
-    if b & 0x8000_0000 != 0 {
-        !b
-    } else {
-        b | 0x8000_0000
-    }
+/// Columns per parallel task of the tiled kernels: enough tiles that the
+/// scheduling cost vanishes, few enough that both cores get work.
+pub(crate) const CHUNK: usize = 16 * 1024;
+
+/// What a tiled coordinate-wise kernel reads from the sorted wires of a tile.
+#[derive(Clone, Copy)]
+enum Stat {
+    /// Median: the middle wire, or the `f32` mean of the two middle wires.
+    Median,
+    /// Mean (summed in `f64`) of sorted wires `cut..n - cut`.
+    Trimmed { cut: usize },
 }
 
-/// Inverse of [`key`].
-#[inline]
-pub(crate) fn unkey(k: u32) -> f32 {
-    f32::from_bits(if k & 0x8000_0000 != 0 {
-        k & 0x7fff_ffff
-    } else {
-        !k
-    })
-}
-
-pub(crate) fn per_column<F>(x: ArrayView2<'_, f32>, f: F) -> Result<Array1<f32>>
-where
-    F: Fn(&mut [u32]) -> f32 + Sync,
-{
-    let (n, d) = x.dim();
-    let xs = data(x)?;
-    let mut out = vec![0f32; d];
-    // Smaller blocks than the streaming kernels: the transposed buffer is
-    // written with stride `n` and should stay in L1/L2; one buffer per worker.
-    const TBLOCK: usize = 256;
-    out.par_chunks_mut(TBLOCK).enumerate().for_each_init(
-        || vec![0u32; n * TBLOCK],
-        |buf, (b, chunk)| {
-            let j0 = b * TBLOCK;
+multiversion! {
+    /// Run `net` over every tile of the rows `rows` of `xs` (row length `d`)
+    /// in columns `j0..j0 + out.len()` and write the statistic per column.
+    fn tiles(xs: &[f32], d: usize, rows: &[usize], j0: usize, out: &mut [f32], net: &[(usize, usize)], stat: Stat) {
+        let n = rows.len();
+        let mut wires: Vec<Wire> = vec![[0f32; TILE]; n];
+        for (t, chunk) in out.chunks_mut(TILE).enumerate() {
+            let c0 = j0 + t * TILE;
             let w = chunk.len();
-            for i in 0..n {
-                let row = &xs[i * d + j0..i * d + j0 + w];
-                for (c, &v) in row.iter().enumerate() {
-                    buf[c * n + i] = key(v);
+            for (wire, &i) in wires.iter_mut().zip(rows) {
+                wire[..w].copy_from_slice(&xs[i * d + c0..i * d + c0 + w]);
+            }
+            sort_tile(&mut wires, net);
+            match stat {
+                Stat::Median => {
+                    let hi = &wires[n / 2];
+                    if n % 2 == 1 {
+                        chunk.copy_from_slice(&hi[..w]);
+                    } else {
+                        let lo = &wires[n / 2 - 1];
+                        for l in 0..w {
+                            chunk[l] = (lo[l] + hi[l]) / 2.0;
+                        }
+                    }
+                }
+                Stat::Trimmed { cut } => {
+                    let mut acc = [0f64; TILE];
+                    for wire in &wires[cut..n - cut] {
+                        for l in 0..TILE {
+                            acc[l] += f64::from(wire[l]);
+                        }
+                    }
+                    let keep = (n - 2 * cut) as f64;
+                    for l in 0..w {
+                        chunk[l] = (acc[l] / keep) as f32;
+                    }
                 }
             }
-            for (c, o) in chunk.iter_mut().enumerate() {
-                *o = f(&mut buf[c * n..(c + 1) * n]);
-            }
-        },
-    );
-    Ok(Array1::from(out))
+        }
+    }
 }
 
-/// Median of `v` (non-empty, finite) as `numpy.median`: the middle value, or
-/// for even length the `f32` mean of the two middle values.
-pub(crate) fn median_of(v: &mut [f32]) -> f32 {
-    let n = v.len();
-    let (left, &mut hi, _) = v.select_nth_unstable_by(n / 2, f32::total_cmp);
-    if n % 2 == 1 {
-        return hi;
-    }
-    let lo = left.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    (lo + hi) / 2.0
+/// The statistic `stat` of every column of `x`, computed on tiles in parallel.
+fn per_column(x: ArrayView2<'_, f32>, net: &[(usize, usize)], stat: Stat) -> Result<Array1<f32>> {
+    let (n, d) = x.dim();
+    let xs = data(x)?;
+    let rows: Vec<usize> = (0..n).collect();
+    let mut out = vec![0f32; d];
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(b, chunk)| tiles(xs, d, &rows, b * CHUNK, chunk, net, stat));
+    Ok(Array1::from(out))
 }
 
 /// Coordinate-wise median, as Flower's `aggregate_median` (`np.median(axis=0)`).
 pub fn median(x: ArrayView2<'_, f32>) -> Result<Array1<f32>> {
-    if x.nrows() == 0 {
+    let n = x.nrows();
+    if n == 0 {
         return Err(Error::data("no client updates to aggregate"));
     }
-    per_column(x, |v| {
-        let n = v.len();
-        let (left, &mut hi, _) = v.select_nth_unstable(n / 2);
-        let hi = unkey(hi);
-        if n % 2 == 1 {
-            return hi;
-        }
-        let lo = unkey(left.iter().copied().max().unwrap_or(0));
-        (lo + hi) / 2.0
-    })
+    let net = prune(&batcher(n), n, &[(n - 1) / 2, n / 2]);
+    per_column(x, &net, Stat::Median)
 }
 
 /// How many values Flower's `_trim_mean` cuts at each end: `int(beta * n)`.
@@ -119,25 +111,17 @@ pub fn trim_count(beta: f64, n: usize) -> Result<usize> {
 
 /// Coordinate-wise trimmed mean, as Flower's `aggregate_trimmed_avg`: per
 /// coordinate drop the `int(beta * n)` smallest and as many largest values and
-/// average the rest.
+/// average the rest (summed in `f64`).
 pub fn trimmed_mean(x: ArrayView2<'_, f32>, beta: f64) -> Result<Array1<f32>> {
     let n = x.nrows();
     if n == 0 {
         return Err(Error::data("no client updates to aggregate"));
     }
     let cut = trim_count(beta, n)?;
-    let keep = n - 2 * cut;
-    per_column(x, |v| {
-        let mid: &mut [u32] = if cut == 0 {
-            v
-        } else {
-            let (_, _, right) = v.select_nth_unstable(cut - 1);
-            // `right` holds the n - cut largest values; drop its `cut` largest.
-            let (mid, _, _) = right.select_nth_unstable(keep);
-            mid
-        };
-        (mid.iter().map(|&a| f64::from(unkey(a))).sum::<f64>() / keep as f64) as f32
-    })
+    if cut == 0 {
+        return fedavg(x, None);
+    }
+    per_column(x, &batcher(n), Stat::Trimmed { cut })
 }
 
 /// Weighted mean `sum_i w_i x_i / sum_i w_i` (Flower's `aggregate`), equal
@@ -185,21 +169,18 @@ mod tests {
     use ndarray::array;
 
     #[test]
-    fn keys_preserve_order_and_round_trip() {
-        let vals = [-f32::MAX, -1.5, -0.0, 0.0, 1e-30, 2.0, f32::MAX];
-        for w in vals.windows(2) {
-            assert!(key(w[0]) <= key(w[1]), "{w:?}");
-        }
-        for v in vals {
-            assert_eq!(unkey(key(v)).to_bits(), v.to_bits());
-        }
-    }
-
-    #[test]
     fn median_matches_numpy_on_even_and_odd() {
-        assert_eq!(median_of(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median_of(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert_eq!(median_of(&mut [7.0]), 7.0);
+        let m = |v: &[f32]| {
+            median(
+                ndarray::Array2::from_shape_vec((v.len(), 1), v.to_vec())
+                    .unwrap()
+                    .view(),
+            )
+            .unwrap()[0]
+        };
+        assert_eq!(m(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(m(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(m(&[7.0]), 7.0);
     }
 
     #[test]

@@ -38,6 +38,7 @@
 mod coordinate;
 mod distance;
 mod iterative;
+mod network;
 
 use std::fmt;
 use std::str::FromStr;
@@ -265,9 +266,35 @@ pub fn check_updates(updates: ArrayView2<'_, f32>, weights: Option<&[f32]>) -> R
 }
 
 /// The first `(row, column)` holding NaN or an infinity, if any.
+///
+/// Scans blocks of columns without stopping at each value (an `any` that
+/// can return early does not vectorise), in parallel over blocks; only a
+/// block that holds a non-finite value is searched value by value.
 pub fn first_nonfinite(updates: ArrayView2<'_, f32>) -> Option<(usize, usize)> {
     use rayon::prelude::*;
-    (0..updates.nrows())
+    fn all_finite(v: &[f32]) -> bool {
+        // An exponent of all ones is an infinity or a NaN.
+        v.iter().fold(0u32, |bad, x| {
+            bad | u32::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+        }) == 0
+    }
+    let (n, d) = updates.dim();
+    if d == 0 {
+        return None;
+    }
+    if let Some(xs) = updates.as_slice() {
+        const SCAN: usize = 1 << 16;
+        return xs
+            .par_chunks(SCAN)
+            .enumerate()
+            .find_first(|(_, c)| !all_finite(c))
+            .and_then(|(b, c)| {
+                c.iter()
+                    .position(|v| !v.is_finite())
+                    .map(|p| ((b * SCAN + p) / d, (b * SCAN + p) % d))
+            });
+    }
+    (0..n)
         .into_par_iter()
         .find_first(|&i| updates.row(i).iter().any(|v| !v.is_finite()))
         .and_then(|i| {
