@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use mithridate_core::model::{Classifier, SoftmaxParams, SoftmaxTrainer, Trainer};
 use mithridate_core::{datasets::digits, Context, Dataset, Defense, Layer, Stage};
-use mithridate_robust::certified::{certify_votes, Dpa};
+use mithridate_robust::certified::{certify_finite_aggregation, certify_votes, Dpa, Scheme};
 use mithridate_robust::CertifiedTrainDefense;
 use ndarray::{Array2, ArrayView2};
 use proptest::prelude::*;
@@ -64,10 +64,14 @@ impl Trainer for NearestTrainer {
 }
 
 fn predict(rows: &[(f32, u32)], k: usize, parts: usize, q: f32) -> (u32, u32) {
+    predict_scheme(rows, k, Scheme::dpa(parts), q)
+}
+
+fn predict_scheme(rows: &[(f32, u32)], k: usize, scheme: Scheme, q: f32) -> (u32, u32) {
     let x =
         Array2::from_shape_vec((rows.len(), 1), rows.iter().map(|r| r.0).collect()).expect("shape");
     let y: Vec<u32> = rows.iter().map(|r| r.1).collect();
-    let dpa = Dpa::fit_xy(x.view(), &y, k, parts, &NearestTrainer, 0).expect("fit");
+    let dpa = Dpa::fit_xy_scheme(x.view(), &y, k, scheme, &NearestTrainer, 0).expect("fit");
     let c = dpa.certify(Array2::from_elem((1, 1), q).view())[0];
     (c.label, c.certificate)
 }
@@ -115,6 +119,64 @@ proptest! {
             prop_assert_eq!(predict(s, k, parts, q).0, label, "certificate {} broken by {:?} -> {:?}", cert, rows, s);
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Finite Aggregation: a certificate r is never violated by any
+    /// insertion/deletion of up to r samples (exhaustive up to r = 2).
+    #[test]
+    fn finite_aggregation_certificates_survive_brute_force_poisoning(
+        rows in proptest::collection::vec((0u8..6, 0u32..6), 3..9),
+        parts in 1usize..5,
+        spread in 1usize..4,
+        q in 0u8..6,
+    ) {
+        let k = 3;
+        let rows: Vec<(f32, u32)> = rows.into_iter().map(|(a, b)| (f32::from(a), b.saturating_sub(3))).collect();
+        let q = f32::from(q);
+        let scheme = Scheme::finite_aggregation(parts, spread).expect("scheme");
+        let (label, cert) = predict_scheme(&rows, k, scheme.clone(), q);
+        let r = (cert as usize).min(2);
+        let pool: Vec<(f32, u32)> = (0..6u8).flat_map(|v| (0..3u32).map(move |c| (f32::from(v) + 0.5, c))).collect();
+        let mut sets = Vec::new();
+        poisoned(&rows, &pool, r, &mut sets);
+        for s in &sets {
+            prop_assert_eq!(predict_scheme(s, k, scheme.clone(), q).0, label, "certificate {} broken by {:?} -> {:?}", cert, rows, s);
+        }
+    }
+
+    /// With a spread of 1, Finite Aggregation's certificate is DPA's.
+    #[test]
+    fn finite_aggregation_with_spread_one_is_dpa(
+        preds in proptest::collection::vec(proptest::option::weighted(0.9, 0u32..4), 1..30),
+    ) {
+        let mut votes = vec![0u32; 4];
+        for p in preds.iter().flatten() {
+            votes[*p as usize] += 1;
+        }
+        prop_assert_eq!(certify_finite_aggregation(&preds, &[0], 4), certify_votes(&votes));
+    }
+}
+
+#[test]
+fn finite_aggregation_certificates_are_at_least_positive_somewhere() {
+    // The brute-force property above must see positive certificates.
+    let mut positive = 0;
+    for s in 0..40u32 {
+        let rows: Vec<(f32, u32)> = (0..9)
+            .map(|i| (((i * 7 + s) % 6) as f32, u32::from((i + s) % 4 == 0)))
+            .collect();
+        let scheme = Scheme::finite_aggregation(3, 2).expect("scheme");
+        positive += usize::from(predict_scheme(&rows, 2, scheme, 2.0).1 >= 1);
+    }
+    assert!(
+        positive >= 5,
+        "{positive} of 40 instances have a certificate >= 1"
+    );
+    assert!(Scheme::finite_aggregation(0, 2).is_err());
+    assert!(Scheme::finite_aggregation(3, 0).is_err());
 }
 
 #[test]

@@ -6,7 +6,7 @@ use mithridate_core::model::{SoftmaxTrainer, Trainer};
 use mithridate_core::{Context, Defense, Error, Layer, Report, Result, Stage};
 use serde_json::json;
 
-use super::{certified_accuracy, Dpa};
+use super::{certified_accuracy, Dpa, Scheme};
 
 /// Radii reported as `certified_accuracy_r{r}` metrics.
 pub const REPORTED_RADII: [u32; 4] = [0, 1, 2, 5];
@@ -16,13 +16,14 @@ pub const REPORTED_RADII: [u32; 4] = [0, 1, 2, 5];
 /// stores it as the context's model (its `predict_proba` is the vote share),
 /// and, when a holdout is present, reports certified accuracy.
 ///
-/// Metrics: `partitions`, `certified_accuracy_r0` (the clean accuracy of the
+/// Metrics: `partitions`, `spread`, `certified_accuracy_r0` (the clean accuracy of the
 /// vote), `certified_accuracy_r1`, `certified_accuracy_r2`,
 /// `certified_accuracy_r5`, `median_certificate` (over holdout predictions).
 /// Artifact `certified_dpa`: the whole certified-accuracy curve.
 #[derive(Clone)]
 pub struct CertifiedTrainDefense {
     partitions: usize,
+    spread: usize,
     trainer: Arc<dyn Trainer>,
 }
 
@@ -30,6 +31,7 @@ impl std::fmt::Debug for CertifiedTrainDefense {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CertifiedTrainDefense")
             .field("partitions", &self.partitions)
+            .field("spread", &self.spread)
             .finish()
     }
 }
@@ -40,8 +42,18 @@ impl CertifiedTrainDefense {
     pub fn new(partitions: usize) -> Self {
         Self {
             partitions,
+            spread: 1,
             trainer: Arc::new(SoftmaxTrainer::default()),
         }
+    }
+
+    /// Finite Aggregation with spread `d` instead of DPA (`d = 1` is DPA):
+    /// `partitions * d` base models, each sample used by `d` of them; the
+    /// certificates are at least DPA's with the same `partitions`.
+    #[must_use]
+    pub fn with_spread(mut self, spread: usize) -> Self {
+        self.spread = spread;
+        self
     }
 
     /// The same with another base learner.
@@ -66,18 +78,39 @@ impl Defense for CertifiedTrainDefense {
         if self.partitions == 0 {
             return Err(Error::param("partitions", "must be at least 1"));
         }
+        let scheme = match self.spread {
+            0 => return Err(Error::param("spread", "must be at least 1")),
+            1 => Scheme::dpa(self.partitions),
+            d => Scheme::finite_aggregation(self.partitions, d)?,
+        };
         let train = cx.training_set()?;
-        cx.progress.start("training DPA partitions", None);
-        let dpa = Dpa::fit(&train, self.partitions, self.trainer.as_ref(), cx.seed)?;
+        cx.progress
+            .start("training partition models", Some(scheme.buckets() as u64));
+        let progress = Arc::clone(&cx.progress);
+        let trainer = self.trainer.as_ref();
+        let fitted = Dpa::fit_with_progress(
+            &train,
+            scheme.clone(),
+            cx.seed,
+            |x, y, k, s| trainer.fit(x, y, k, s),
+            || progress.advance(1),
+        );
         cx.progress.finish();
+        let dpa = fitted?;
         let mut r = Report::new(self.name(), self.layer(), self.stage());
         r.metric("partitions", self.partitions as f64);
+        r.metric("spread", self.spread as f64);
         let sizes = dpa.partition_sizes();
         let empty = sizes.iter().filter(|&&s| s == 0).count();
-        r.params = json!({ "partitions": self.partitions, "base": "softmax-regression unless configured" });
+        r.params = json!({ "scheme": scheme.name(), "partitions": self.partitions, "spread": self.spread, "base": "softmax-regression unless configured" });
         r.summary = format!(
-            "DPA: {} partitions of {}..{} samples ({} empty)",
-            self.partitions,
+            "{}: {} base models on {}..{} samples ({} empty)",
+            if self.spread == 1 {
+                "DPA"
+            } else {
+                "Finite Aggregation"
+            },
+            scheme.buckets(),
             sizes.iter().min().copied().unwrap_or(0),
             sizes.iter().max().copied().unwrap_or(0),
             empty
@@ -106,7 +139,7 @@ impl Defense for CertifiedTrainDefense {
             ));
             cx.artifacts.insert(
                 "certified_dpa".into(),
-                json!({ "partitions": self.partitions, "radii": radii, "certified_accuracy": curve }),
+                json!({ "scheme": scheme.name(), "partitions": self.partitions, "spread": self.spread, "radii": radii, "certified_accuracy": curve }),
             );
         }
         cx.model = Some(Arc::new(dpa));
