@@ -31,6 +31,8 @@ enum Command {
     Canary(cmd::canary::CanaryArgs),
     /// Run a risk tier's pipeline (ingest, train, release) as a CI gate and write the audit report.
     Run(cmd::run::RunArgs),
+    /// Answer predictions of a saved built-in model over the JSONL command protocol (stdin/stdout).
+    Serve(cmd::serve::ServeArgs),
     /// Show the effective policy of a tier.
     #[command(subcommand)]
     Policy(cmd::run::PolicyCmd),
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<Outcome> = match cli.command {
         Command::Canary(a) => cmd::canary::run(a, g),
         Command::Run(a) => cmd::run::run(a, g),
+        Command::Serve(a) => cmd::serve::run(a, g),
         Command::Policy(c) => cmd::run::policy(c, g),
         Command::Privacy(a) => cmd::privacy::run(a, g),
         Command::Train(a) => cmd::privacy::run_train(a, g),

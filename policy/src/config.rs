@@ -30,6 +30,74 @@ pub struct Config {
     /// How the built-in trainer trains.
     #[serde(default)]
     pub training: TrainingConfig,
+    /// The model a release run checks, when it is not the built-in trainer's.
+    #[serde(default)]
+    pub model: ModelConfig,
+}
+
+/// `[model]`: the model a release stage checks when the team trains outside
+/// mithridate (PyTorch and the like sit between `--stage ingest` and
+/// `--stage release`). Give at most one of `file`, `command`, `endpoint`;
+/// with none, the built-in trainer's model is checked (or `--model`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A saved built-in model (JSON written by `mithridate train` or the
+    /// library's `SavedModel`, or a bare softmax regression).
+    pub file: Option<PathBuf>,
+    /// A command speaking JSONL on stdin/stdout (`{"features": [...]}` in,
+    /// `{"label": k}` or `{"proba": [...]}` out), split on whitespace.
+    pub command: Option<String>,
+    /// An HTTP endpoint taking `{"inputs": [...]}` and answering `{"outputs": [...]}`.
+    pub endpoint: Option<String>,
+    /// Seconds allowed per call to a command or endpoint (default 30).
+    pub timeout_s: Option<f64>,
+    /// Retries on transient failures (default 2).
+    pub retries: Option<u32>,
+    /// Calls in flight at once (default 4).
+    pub concurrency: Option<usize>,
+    /// Inputs per call (default 64).
+    pub batch_size: Option<usize>,
+}
+
+impl ModelConfig {
+    /// Whether the model lives outside the process (a command or an endpoint).
+    pub fn is_external(&self) -> bool {
+        self.command.is_some() || self.endpoint.is_some()
+    }
+
+    /// Check that at most one model is named and the call settings are sane.
+    pub fn check(&self) -> Result<()> {
+        let given = usize::from(self.file.is_some())
+            + usize::from(self.command.is_some())
+            + usize::from(self.endpoint.is_some());
+        if given > 1 {
+            return Err(Error::param(
+                "model",
+                "give at most one of `file`, `command`, `endpoint`",
+            ));
+        }
+        if let Some(t) = self.timeout_s {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::param(
+                    "model.timeout_s",
+                    format!("must be a positive number of seconds, got {t}"),
+                ));
+            }
+        }
+        if self.concurrency == Some(0) {
+            return Err(Error::param("model.concurrency", "must be at least 1"));
+        }
+        if self.batch_size == Some(0) {
+            return Err(Error::param("model.batch_size", "must be at least 1"));
+        }
+        if let Some(c) = &self.command {
+            if c.split_whitespace().next().is_none() {
+                return Err(Error::param("model.command", "is empty"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[data]`: where the datasets, manifests and keys are. Relative paths are
@@ -170,9 +238,20 @@ impl Config {
             loc.line = line;
             Error::parse(loc, e.message().to_owned())
         })?;
+        // Range errors name the key; the line is that of its table's header.
+        let at_table = |table: &str, e: Error| {
+            let header = format!("[{table}]");
+            let mut loc = Location::file(path);
+            loc.line = text
+                .lines()
+                .position(|l| l.trim() == header)
+                .map(|i| i as u64 + 1);
+            Error::parse(loc, e.to_string())
+        };
         cfg.thresholds
             .check()
-            .map_err(|e| Error::parse(Location::file(path), e.to_string()))?;
+            .map_err(|e| at_table("thresholds", e))?;
+        cfg.model.check().map_err(|e| at_table("model", e))?;
         Ok(cfg)
     }
 
@@ -192,6 +271,7 @@ impl Config {
         fix(&mut cfg.data.holdout);
         fix(&mut cfg.data.manifest);
         fix(&mut cfg.data.trigger_suite);
+        fix(&mut cfg.model.file);
         for k in &mut cfg.data.trusted_keys {
             if k.is_relative() {
                 *k = base.join(&*k);
@@ -247,6 +327,24 @@ partitions = 20
             .unwrap_err()
             .to_string();
         assert!(err.contains("thresholds.max_asr"), "{err}");
+        let err = Config::parse(
+            "seed = 1\n[model]\nfile = \"m.json\"\ncommand = \"python serve.py\"\n",
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("m.toml:line 2") && err.contains("at most one of"),
+            "{err}"
+        );
+        let err = Config::parse("[model]\nendpoint = \"http://x\"\ntimeout_s = 0\n", Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.timeout_s"), "{err}");
+        let err = Config::parse("[model]\nurl = \"http://x\"\n", Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("url"), "{err}");
         let err = Config::parse("tier = \"extreme\"\n", Path::new("m.toml"))
             .unwrap_err()
             .to_string();

@@ -63,6 +63,14 @@ pub struct EffectivePolicy {
     pub controls: Vec<Control>,
     /// Seed.
     pub seed: u64,
+    /// The model the release stage checks: `built-in trainer`, `file PATH`,
+    /// `command CMD` or `endpoint URL` (from `[model]`).
+    #[serde(default)]
+    pub model: String,
+    /// Whether that model lives outside the process (a command or an
+    /// endpoint): only checks that query it can run.
+    #[serde(default)]
+    pub external_model: bool,
 }
 
 fn tier_default(tier: Tier, name: &str) -> (bool, &'static str) {
@@ -90,6 +98,20 @@ fn tier_default(tier: Tier, name: &str) -> (bool, &'static str) {
             "only the high tier requires the unknown-trigger search",
         ),
         _ => (false, "not part of this tier"),
+    }
+}
+
+/// How `[model]` names the model, for the report.
+fn model_description(cfg: &Config) -> String {
+    let m = &cfg.model;
+    if let Some(f) = &m.file {
+        format!("file {}", f.display())
+    } else if let Some(c) = &m.command {
+        format!("command `{c}`")
+    } else if let Some(e) = &m.endpoint {
+        format!("endpoint {e}")
+    } else {
+        "built-in trainer".into()
     }
 }
 
@@ -151,6 +173,8 @@ impl EffectivePolicy {
                 .unwrap_or(tier == Tier::High),
             controls,
             seed: cfg.seed.unwrap_or(42),
+            model: model_description(cfg),
+            external_model: cfg.model.is_external(),
         })
     }
 
@@ -178,6 +202,7 @@ impl EffectivePolicy {
             self.require_signed_sources
         ));
         let t = &self.thresholds;
+        s.push_str(&format!("model: {}\n", self.model));
         s.push_str(&format!(
             "thresholds: fp_budget {} · min_accuracy {} · max_asr {} · canary_min_pass {} · quarantined poison blocks the gate: {}\n",
             t.fp_budget, t.min_accuracy, t.max_asr, t.canary_min_pass, self.block_on_quarantine
@@ -294,6 +319,11 @@ impl Pipeline {
                     t.canaries,
                     mithridate_core::rng::derive_seed(policy.seed, "canary"),
                 ))),
+                "train" if policy.external_model => skip(
+                    &c.name,
+                    "the model is trained outside mithridate ([model]): run --stage ingest, train, then --stage release".into(),
+                    true,
+                ),
                 "train" => match policy.training {
                     TrainingMode::Plain => {
                         defenses.push(Box::new(mithridate_robust::TrainDefense::new(
@@ -325,6 +355,13 @@ impl Pipeline {
                         policy.tier == Tier::High && !policy.enabled("unknown-trigger-scan"),
                     ),
                 },
+                // Reverse-engineering a trigger needs input gradients, which
+                // a model behind a command or an endpoint does not give.
+                "unknown-trigger-scan" if policy.external_model => skip(
+                    &c.name,
+                    "the model is external ([model]): the unknown-trigger search needs an in-process model's input gradients".into(),
+                    policy.tier == Tier::High && inputs.trigger_suite.is_none(),
+                ),
                 "unknown-trigger-scan" => {
                     defenses.push(Box::new(mithridate_validation::TriggerScan::new()))
                 }
@@ -466,6 +503,33 @@ mod tests {
         assert!(
             EffectivePolicy::new(Tier::High, &cfg).is_err(),
             "high tier refuses plain training"
+        );
+    }
+
+    #[test]
+    fn an_external_model_skips_what_needs_the_model_in_process() {
+        let mut cfg = Config::default();
+        cfg.model.endpoint = Some("http://127.0.0.1:9/predict".into());
+        let p = EffectivePolicy::new(Tier::High, &cfg).unwrap();
+        assert!(p.external_model && p.model.contains("endpoint"));
+        assert!(p.to_text().contains("model: endpoint http://127.0.0.1:9/predict"));
+        let pipe = Pipeline::build(p.clone(), &Inputs::default()).unwrap();
+        let names: Vec<&str> = pipe.defenses.iter().map(|d| d.name()).collect();
+        assert!(names.contains(&"holdout-gate") && !names.contains(&"unknown-trigger-scan"));
+        let scan = pipe
+            .skipped
+            .iter()
+            .find(|s| s.name == "unknown-trigger-scan")
+            .unwrap();
+        assert_eq!(scan.verdict, Verdict::Fail, "no known-trigger suite either");
+        let low = EffectivePolicy::new(Tier::Low, &cfg).unwrap();
+        assert!(
+            Pipeline::build(low, &Inputs::default())
+                .unwrap()
+                .skipped
+                .iter()
+                .all(|s| s.name != "unknown-trigger-scan"),
+            "a control the tier does not enable is not reported as skipped"
         );
     }
 

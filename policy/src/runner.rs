@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mithridate_core::io::{self, Format, ReadOptions};
-use mithridate_core::model::SoftmaxRegression;
+use mithridate_core::model::{Classifier, Predictor, SoftmaxRegression};
+use mithridate_validation::{CommandPredictor, ExternalOptions, HttpPredictor};
 use mithridate_core::{Context, Dataset, Error, Progress, Result, Stage};
 
 use crate::audit::AuditReport;
-use crate::config::Config;
+use crate::config::{Config, ModelConfig};
 use crate::pipeline::{EffectivePolicy, Inputs, Pipeline, RunSummary};
 use crate::tier::Tier;
 
@@ -23,7 +24,8 @@ pub struct RunRequest {
     pub stages: Vec<Stage>,
     /// Output directory for the clean data, quarantine and reports.
     pub out: PathBuf,
-    /// A trained model (JSON of a softmax regression) for a release-only run.
+    /// A trained model (a saved built-in model's JSON) for a release-only run;
+    /// overrides `[model] file`.
     pub model: Option<PathBuf>,
     /// Progress sink.
     pub progress: Arc<dyn Progress>,
@@ -88,31 +90,41 @@ pub fn run(req: RunRequest) -> Result<RunOutput> {
         "read_stats".into(),
         serde_json::to_value(&stats).unwrap_or_default(),
     );
-    if let Some(m) = &req.model {
-        let text = std::fs::read_to_string(m).map_err(|e| Error::io(m, e))?;
-        let model: SoftmaxRegression = serde_json::from_str(&text).map_err(|e| {
-            Error::parse(
-                mithridate_core::Location::file(m).at_line(e.line() as u64),
-                e.to_string(),
-            )
-        })?;
-        cx.model = Some(Arc::new(model));
+    // `--model` wins over `[model] file`.
+    if let Some(m) = req.model.as_ref().or(cfg.model.file.as_ref()) {
+        cx.model = Some(load_model_file(m)?);
+    }
+    if cfg.model.is_external() {
+        if req.stages.contains(&Stage::Train) {
+            return Err(Error::param(
+                "model",
+                "the config names an external model: run `--stage ingest`, train outside mithridate, then `--stage release`",
+            ));
+        }
+        cx.predictor = Some(external_predictor(&cfg.model)?);
     }
     if req.stages.contains(&Stage::Release)
         && !req.stages.contains(&Stage::Train)
         && cx.model.is_none()
+        && cx.predictor.is_none()
     {
         return Err(Error::param(
             "--model",
-            "a release-only run needs the trained model (--model MODEL.json)",
+            "a release-only run needs the trained model: --model MODEL.json, or [model] file / command / endpoint in the config",
         ));
     }
     std::fs::create_dir_all(&req.out).map_err(|e| Error::io(&req.out, e))?;
+    if !req.stages.contains(&Stage::Ingest) {
+        load_handoff(&mut cx, &req.out, pipe.policy.enabled("canary-assert"))?;
+    }
     let summary = pipe.run(&mut cx, &req.stages)?;
     let mut written = Vec::new();
     if req.stages.contains(&Stage::Ingest) {
         written.extend(write_ingest_outputs(&cx, &input, &train_path, &req.out)?);
         written.push(write_clean_manifest(&cx, &req.out)?);
+        if !req.stages.contains(&Stage::Release) {
+            written.extend(write_handoff(&cx, input.len(), &train_path, &req.out)?);
+        }
     }
     let title = format!(
         "mithridate audit — {} tier — {}",
@@ -130,6 +142,130 @@ pub fn run(req: RunRequest) -> Result<RunOutput> {
         context: cx,
         written,
     })
+}
+
+/// File an ingest-only run leaves for the release run in the same `--out`.
+pub const HANDOFF_FILE: &str = "ingest.json";
+/// Schema of [`HANDOFF_FILE`].
+pub const HANDOFF_SCHEMA: &str = "mithridate.ingest/v1";
+/// Artifacts of the ingest stage that the release stage needs.
+const HANDOFF_ARTIFACTS: [&str; 2] = [mithridate_canary::CANARY_SET_ARTIFACT, "manifest_root"];
+
+/// After an ingest-only run: the canary rows to train on (`canaries.<ext>`,
+/// same format as the input: train on `clean.<ext>` plus these, or the
+/// release stage's canary check fails, which is its point: it shows the
+/// released model learned the vetted data) and `ingest.json`, the state the
+/// release run reads back.
+fn write_handoff(cx: &Context, input_len: usize, path: &Path, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut state = serde_json::Map::new();
+    state.insert("schema".into(), HANDOFF_SCHEMA.into());
+    for k in HANDOFF_ARTIFACTS {
+        if let Some(v) = cx.artifacts.get(k) {
+            state.insert(k.into(), v.clone());
+        }
+    }
+    if let Some(ds) = &cx.dataset {
+        if ds.len() > input_len {
+            let planted: Vec<usize> = (input_len..ds.len()).collect();
+            let format = Format::detect(path)?;
+            let file = out.join(format!("canaries.{}", format.extension()));
+            io::write_path(&ds.select(&planted)?, &file, format)?;
+            state.insert(
+                "canary_rows".into(),
+                serde_json::Value::String(file.display().to_string()),
+            );
+            written.push(file);
+        }
+    }
+    let file = out.join(HANDOFF_FILE);
+    let bytes = serde_json::to_vec_pretty(&serde_json::Value::Object(state))
+        .map_err(|e| Error::data(format!("{HANDOFF_FILE}: {e}")))?;
+    io::atomic::write_bytes_atomic(&file, &bytes)?;
+    written.push(file);
+    Ok(written)
+}
+
+/// Before a release-only run: read back what the ingest run left in `out`.
+/// A missing file is an error only when a control needs it (the canary check).
+fn load_handoff(cx: &mut Context, out: &Path, need_canaries: bool) -> Result<()> {
+    let file = out.join(HANDOFF_FILE);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if need_canaries {
+                return Err(Error::param(
+                    "canary-assert",
+                    format!(
+                        "{} not found: the canary check needs the canaries planted at ingest; run `--stage ingest --out {}` first, or remove canary-assert in [defenses]",
+                        file.display(),
+                        out.display()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(Error::io(&file, e)),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::parse(
+            mithridate_core::Location::file(&file).at_line(e.line() as u64),
+            e.to_string(),
+        )
+    })?;
+    if v.get("schema").and_then(|s| s.as_str()) != Some(HANDOFF_SCHEMA) {
+        return Err(Error::parse(
+            mithridate_core::Location::file(&file),
+            format!("field `schema`: expected {HANDOFF_SCHEMA}"),
+        ));
+    }
+    for k in HANDOFF_ARTIFACTS {
+        if let Some(a) = v.get(k) {
+            cx.artifacts.insert(k.into(), a.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Read a saved built-in model: the `{"kind": ..., "model": ...}` form of
+/// `mithridate_robust::SavedModel`, or a bare softmax regression. Errors name
+/// the file and line.
+pub fn load_model_file(path: &Path) -> Result<Arc<dyn Classifier>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    if let Ok(m) = serde_json::from_str::<mithridate_robust::SavedModel>(&text) {
+        return Ok(m.into_classifier());
+    }
+    let model: SoftmaxRegression = serde_json::from_str(&text).map_err(|e| {
+        Error::parse(
+            mithridate_core::Location::file(path).at_line(e.line() as u64),
+            format!("not a saved model: {e}"),
+        )
+    })?;
+    Ok(Arc::new(model))
+}
+
+/// The predictor of a command or endpoint named by `[model]`.
+pub fn external_predictor(m: &ModelConfig) -> Result<Arc<dyn Predictor>> {
+    let defaults = ExternalOptions::default();
+    let opts = ExternalOptions {
+        timeout: m
+            .timeout_s
+            .map_or(defaults.timeout, std::time::Duration::from_secs_f64),
+        retries: m.retries.unwrap_or(defaults.retries),
+        concurrency: m.concurrency.unwrap_or(defaults.concurrency),
+        batch_size: m.batch_size.unwrap_or(defaults.batch_size),
+        ..defaults
+    };
+    opts.check()?;
+    if let Some(c) = &m.command {
+        return Ok(Arc::new(
+            CommandPredictor::from_command_line(c)?.with_options(opts),
+        ));
+    }
+    match &m.endpoint {
+        Some(url) => Ok(Arc::new(HttpPredictor::new(url.clone()).with_options(opts))),
+        None => Err(Error::param("model", "names no command or endpoint")),
+    }
 }
 
 /// Manifest the clean dataset (record level) with its lineage: the verified

@@ -6,4 +6,5 @@ pub mod privacy;
 pub mod provenance;
 pub mod run;
 pub mod scan;
+pub mod serve;
 pub mod validate;

@@ -38,7 +38,9 @@ pub struct RunArgs {
     /// Stage(s) to run.
     #[arg(long, value_enum, default_value = "all")]
     pub stage: StageArg,
-    /// Trained model JSON (softmax regression) for `--stage release`.
+    /// Trained model (a saved built-in model's JSON) for `--stage release`;
+    /// overrides `[model] file`. A model behind a command or an HTTP endpoint
+    /// is named in the config's `[model]` table.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Output directory.
@@ -128,6 +130,32 @@ pub fn run(a: RunArgs, g: &Global) -> Result<Outcome> {
             ));
         }
         g.say(format!("gate: {} ({} tier)", s.verdict, tier));
+        let handoff = a.out.join(mithridate_policy::runner::HANDOFF_FILE);
+        if out.written.contains(&handoff) {
+            let canaries: Vec<String> = out
+                .written
+                .iter()
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("canaries."))
+                })
+                .map(|p| p.display().to_string())
+                .collect();
+            if canaries.is_empty() {
+                g.say(format!(
+                    "next: train on {}, then run --stage release --out {}",
+                    a.out.join("clean.*").display(),
+                    a.out.display()
+                ));
+            } else {
+                g.say(format!(
+                    "next: train on {} plus the canary rows {}, then run --stage release --out {}",
+                    a.out.join("clean.*").display(),
+                    canaries.join(", "),
+                    a.out.display()
+                ));
+            }
+        }
         g.say(format!("report: {}", a.out.join("report.html").display()));
     }
     Ok(Outcome::gate(s.verdict == mithridate_core::Verdict::Fail))
