@@ -7,6 +7,7 @@
 //! trait cannot express, and without it a file-level manifest of one large file
 //! would be several times slower than `b3sum`.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Digest algorithms a manifest can name. The set is closed because a
@@ -56,6 +57,29 @@ pub trait StreamDigest: digest::Digest + Clone + Send + Sync + 'static {
     /// BLAKE3 overrides it to use several cores on one buffer.
     fn update_bulk(&mut self, data: &[u8]) {
         digest::Digest::update(self, data);
+    }
+
+    /// Append the Merkle leaf hash ([`leaf_hash`]) of every record
+    /// `base[r]`, `r` in `records`, to `out` (a range out of bounds is hashed
+    /// as an empty record). BLAKE3 overrides it to hash many records at
+    /// once, one per vector lane.
+    fn leaf_hashes(
+        base: &[u8],
+        records: impl Iterator<Item = std::ops::Range<usize>>,
+        out: &mut Vec<u8>,
+    ) {
+        for r in records {
+            out.extend_from_slice(&leaf_hash::<Self>(base.get(r).unwrap_or(&[])));
+        }
+    }
+
+    /// Append the node hash ([`node_hash`]) of each pair of adjacent child
+    /// hashes in `children` (a flat buffer of an even number of hashes).
+    fn node_hashes(children: &[u8], out: &mut Vec<u8>) {
+        let w = <Self as digest::Digest>::output_size();
+        for pair in children.chunks_exact(2 * w) {
+            out.extend_from_slice(&node_hash::<Self>(&pair[..w], &pair[w..]));
+        }
     }
 }
 
@@ -114,6 +138,19 @@ impl StreamDigest for Blake3 {
             self.0.update(data);
         }
     }
+
+    fn leaf_hashes(
+        base: &[u8],
+        records: impl Iterator<Item = std::ops::Range<usize>>,
+        out: &mut Vec<u8>,
+    ) {
+        crate::lanes::hash_prefixed(LEAF, base, records, out);
+    }
+
+    fn node_hashes(children: &[u8], out: &mut Vec<u8>) {
+        let pairs = children.len() / 64;
+        crate::lanes::hash_prefixed(NODE, children, (0..pairs).map(|i| 64 * i..64 * i + 64), out);
+    }
 }
 
 /// Run `$body` with `$d` bound to the digest type of `$alg`.
@@ -167,33 +204,48 @@ pub fn node_hash<D: StreamDigest>(left: &[u8], right: &[u8]) -> digest::Output<D
 /// `D`'s output size, shaped as in RFC 6962: the left subtree holds the
 /// largest power of two strictly below the leaf count. The empty tree's root
 /// is `H("")`.
+///
+/// Built level by level: pairing adjacent nodes and carrying an odd last
+/// node up unchanged gives exactly the RFC 6962 shape, and a level's pairs
+/// are independent, so they are hashed in parallel and, for BLAKE3, many at
+/// a time in vector lanes.
 pub fn merkle_root<D: StreamDigest>(leaves: &[u8]) -> Vec<u8> {
     let w = <D as digest::Digest>::output_size();
     let n = leaves.len() / w;
     if n == 0 {
         return D::new().finalize().to_vec();
     }
-    subtree::<D>(&leaves[..n * w], w).to_vec()
+    let mut level: std::borrow::Cow<'_, [u8]> = std::borrow::Cow::Borrowed(&leaves[..n * w]);
+    while level.len() > w {
+        let pairs = level.len() / (2 * w);
+        let (paired, odd) = level.split_at(pairs * 2 * w);
+        let mut next = Vec::with_capacity((pairs + 1) * w);
+        if pairs > PAR_PAIRS {
+            let parts: Vec<Vec<u8>> = paired
+                .par_chunks(PAR_PAIRS * 2 * w)
+                .map(|c| {
+                    let mut v = Vec::with_capacity(c.len() / 2);
+                    D::node_hashes(c, &mut v);
+                    v
+                })
+                .collect();
+            for p in parts {
+                next.extend_from_slice(&p);
+            }
+        } else {
+            D::node_hashes(paired, &mut next);
+        }
+        next.extend_from_slice(odd);
+        level = std::borrow::Cow::Owned(next);
+    }
+    level.into_owned()
 }
 
-fn subtree<D: StreamDigest>(leaves: &[u8], w: usize) -> digest::Output<D> {
-    let n = leaves.len() / w;
-    if n == 1 {
-        let mut out = digest::Output::<D>::default();
-        out.copy_from_slice(leaves);
-        return out;
-    }
-    let k = split_point(n);
-    let (l, r) = leaves.split_at(k * w);
-    let (a, b) = if n > 8192 {
-        rayon::join(|| subtree::<D>(l, w), || subtree::<D>(r, w))
-    } else {
-        (subtree::<D>(l, w), subtree::<D>(r, w))
-    };
-    node_hash::<D>(&a, &b)
-}
+/// Pairs per parallel task when hashing a Merkle level.
+const PAR_PAIRS: usize = 8192;
 
 /// Largest power of two strictly less than `n` (n ≥ 2).
+#[cfg(test)]
 fn split_point(n: usize) -> usize {
     let mut k = 1;
     while k << 1 < n {
@@ -243,6 +295,32 @@ mod tests {
             node_hash::<Blake3>(&serial(&l[..k * 32]), &serial(&l[k * 32..])).to_vec()
         }
         assert_eq!(root, serial(&l));
+    }
+
+    /// The RFC 6962 recursion, as the reference for the level-wise build.
+    fn rfc6962<D: StreamDigest>(l: &[u8]) -> Vec<u8> {
+        let n = l.len() / 32;
+        if n == 1 {
+            return l.to_vec();
+        }
+        let k = split_point(n);
+        node_hash::<D>(&rfc6962::<D>(&l[..k * 32]), &rfc6962::<D>(&l[k * 32..])).to_vec()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn level_wise_root_is_rfc6962(n in 1usize..300) {
+            let items: Vec<Vec<u8>> = (0..n as u32).map(|i| i.to_le_bytes().to_vec()).collect();
+            let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+            let b = leaves::<Blake3>(&refs);
+            proptest::prop_assert_eq!(merkle_root::<Blake3>(&b), rfc6962::<Blake3>(&b));
+            let s = leaves::<sha2::Sha256>(&refs);
+            proptest::prop_assert_eq!(merkle_root::<sha2::Sha256>(&s), rfc6962::<sha2::Sha256>(&s));
+            let base: Vec<u8> = items.concat();
+            let mut fast = Vec::new();
+            Blake3::leaf_hashes(&base, (0..n).map(|i| 4 * i..4 * i + 4), &mut fast);
+            proptest::prop_assert_eq!(fast, b);
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod diff;
 pub mod envelope;
 pub mod hash;
 pub mod keys;
+mod lanes;
 pub mod lineage;
 pub mod manifest;
 pub mod model_signing;

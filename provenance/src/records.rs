@@ -79,6 +79,10 @@ pub fn record_digests<D: StreamDigest>(
 /// overhead vanishes, small enough to keep both cores busy on one shard.
 const CHUNK: usize = 4 << 20;
 
+/// Bytes of lines gathered before they are hashed: small enough that the
+/// lines are still in cache when hashed, large enough to keep every lane busy.
+const WINDOW: usize = 256 << 10;
+
 fn jsonl<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
     // JSON strings cannot hold a raw newline, so any '\n' is a record
     // boundary and chunks can be cut at the first newline after each mark.
@@ -101,19 +105,34 @@ fn jsonl<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
         .par_windows(2)
         .map(|w| {
             let chunk = &bytes[w[0]..w[1]];
-            let mut leaves = Vec::with_capacity(chunk.len() / 16);
+            let mut leaves = Vec::with_capacity(chunk.len() / 8);
             let mut ids = Vec::new();
-            for line in lines(chunk) {
-                leaves.extend_from_slice(&leaf_hash::<D>(line));
-                ids.push(json_top_level_id(line, id_field));
+            let mut spans = Vec::new();
+            let mut pos = 0;
+            while pos < chunk.len() {
+                // Split a window into lines, then hash them while the
+                // window is still in cache.
+                spans.clear();
+                let stop = pos.saturating_add(WINDOW);
+                while pos < chunk.len() && pos < stop {
+                    let end = find_newline(&chunk[pos..]).map_or(chunk.len(), |i| pos + i);
+                    spans.push(pos..end);
+                    pos = end + 1;
+                }
+                D::leaf_hashes(chunk, spans.iter().cloned(), &mut leaves);
+                ids.extend(
+                    spans
+                        .iter()
+                        .map(|s| json_top_level_id(&chunk[s.clone()], id_field)),
+                );
             }
             (leaves, ids)
         })
         .collect();
     let mut out = RecordDigests {
         format: RecordFormat::Jsonl,
-        leaves: Vec::new(),
-        ids: Vec::new(),
+        leaves: Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
+        ids: Vec::with_capacity(parts.iter().map(|p| p.1.len()).sum()),
         header: None,
     };
     for (l, i) in parts {
@@ -125,6 +144,7 @@ fn jsonl<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
 
 /// Lines of `bytes` without their '\n'; a final line without a newline is a
 /// line, a final newline does not start an empty one.
+#[cfg(test)]
 fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = bytes;
     std::iter::from_fn(move || {
@@ -146,28 +166,10 @@ fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// Position of the first '\n', eight bytes at a time (SWAR): line splitting
-/// must keep up with BLAKE3, which a byte loop does not.
+/// Position of the first '\n' (memchr: vectorised, so line splitting keeps
+/// up with hashing).
 fn find_newline(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const NL: u64 = 0x0a0a_0a0a_0a0a_0a0a;
-    let mut chunks = s.chunks_exact(8);
-    let mut base = 0;
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let x = u64::from_le_bytes(w) ^ NL;
-        if (x.wrapping_sub(LO) & !x & HI) != 0 {
-            return c.iter().position(|&b| b == b'\n').map(|i| base + i);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|i| base + i)
+    memchr::memchr(b'\n', s)
 }
 
 /// The value of top-level key `field` of a JSON object line, if it is a
@@ -192,7 +194,12 @@ pub fn json_top_level_id(line: &[u8], field: &str) -> Option<String> {
             return match p.peek()? {
                 b'"' => {
                     let (s, e) = p.string()?;
-                    serde_json::from_slice::<String>(&line[s..e]).ok()
+                    let raw = &line[s + 1..e - 1];
+                    if raw.contains(&b'\\') {
+                        serde_json::from_slice::<String>(&line[s..e]).ok()
+                    } else {
+                        std::str::from_utf8(raw).ok().map(str::to_owned)
+                    }
                 }
                 b'-' | b'0'..=b'9' => {
                     let s = p.i;
@@ -276,6 +283,9 @@ impl Scan<'_> {
     }
 }
 
+/// Rows hashed per parallel task (CSV and NPY).
+const ROWS_PER_TASK: usize = 4096;
+
 fn csv<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
     // Quotes decide where a row ends, so boundaries are found in one
     // sequential pass; hashing the rows is then parallel.
@@ -307,19 +317,25 @@ fn csv<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
     let header = &bytes[hs..he];
     out.header = Some(leaf_hash::<D>(header).to_vec());
     let id_col = csv_fields(header).iter().position(|f| f.trim() == id_field);
-    let parts: Vec<(Vec<u8>, Option<String>)> = data
-        .par_iter()
-        .map(|&(s, e)| {
-            let row = &bytes[s..e];
-            let id = id_col
-                .and_then(|c| csv_fields(row).into_iter().nth(c))
-                .map(|f| f.trim().to_owned());
-            (leaf_hash::<D>(row).to_vec(), id)
+    let parts: Vec<(Vec<u8>, Vec<Option<String>>)> = data
+        .par_chunks(ROWS_PER_TASK)
+        .map(|rows| {
+            let mut leaves = Vec::with_capacity(rows.len() * 32);
+            D::leaf_hashes(bytes, rows.iter().map(|&(s, e)| s..e), &mut leaves);
+            let ids = rows
+                .iter()
+                .map(|&(s, e)| {
+                    id_col
+                        .and_then(|c| csv_fields(&bytes[s..e]).into_iter().nth(c))
+                        .map(|f| f.trim().to_owned())
+                })
+                .collect();
+            (leaves, ids)
         })
         .collect();
-    for (l, id) in parts {
+    for (l, ids) in parts {
         out.leaves.extend_from_slice(&l);
-        out.ids.push(id);
+        out.ids.extend(ids);
     }
     out
 }
@@ -380,9 +396,18 @@ fn npy<D: StreamDigest>(bytes: &[u8]) -> Result<RecordDigests, String> {
             data.len()
         ));
     }
-    let leaves: Vec<Vec<u8>> = data
-        .par_chunks(row_len)
-        .map(|r| leaf_hash::<D>(r).to_vec())
+    let leaves: Vec<Vec<u8>> = (0..rows.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|t| {
+            let (lo, hi) = (t * ROWS_PER_TASK, ((t + 1) * ROWS_PER_TASK).min(rows));
+            let mut v = Vec::with_capacity((hi - lo) * 32);
+            D::leaf_hashes(
+                data,
+                (lo..hi).map(|i| i * row_len..(i + 1) * row_len),
+                &mut v,
+            );
+            v
+        })
         .collect();
     out.leaves = leaves.concat();
     out.ids = vec![None; rows];
