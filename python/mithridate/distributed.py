@@ -26,10 +26,13 @@ __all__ = [
     "merge_all",
     "merged",
     "scan_text_partitions",
+    "text_evidence_batch",
     "text_evidence_of",
     "text_evidence_task",
+    "text_stats_batch",
     "text_stats_of",
     "text_stats_task",
+    "unpack_states",
 ]
 
 T = TypeVar("T", TextStats, TextEvidence)
@@ -154,3 +157,57 @@ def text_evidence_task(paths: Iterable[str], plan: Any, label_index: dict[str, i
     JSONL files; ``plan`` is a :class:`TextPlan` or a Spark broadcast of one."""
     p = plan.value if hasattr(plan, "value") else plan
     return [text_evidence_of(jsonl_rows(paths, label_index=label_index), p)]
+
+
+def _batch_rows(
+    batch: Any, label_index: dict[str, int], id_col: str, text_col: str, label_col: str
+) -> Iterable[tuple[int, str, int]]:
+    return zip(
+        (int(i) for i in batch[id_col]),
+        (str(t) for t in batch[text_col]),
+        (label_index[str(v)] for v in batch[label_col]),
+    )
+
+
+def text_stats_batch(
+    batch: Any,
+    n_classes: int,
+    label_index: dict[str, int],
+    id_col: str = "id",
+    text_col: str = "text",
+    label_col: str = "label",
+    **params: Any,
+) -> dict[str, Any]:
+    """A Ray Data ``map_batches`` task: first-pass statistics of one batch
+    (a dict of columns), returned pickled in a one-row ``state`` column.
+    Any batch size works: the states merge exactly."""
+    import pickle
+
+    import numpy as np
+
+    s = text_stats_of(_batch_rows(batch, label_index, id_col, text_col, label_col), n_classes, **params)
+    return {"state": np.array([pickle.dumps(s)], dtype=object)}
+
+
+def text_evidence_batch(
+    batch: Any,
+    plan: TextPlan,
+    label_index: dict[str, int],
+    id_col: str = "id",
+    text_col: str = "text",
+    label_col: str = "label",
+) -> dict[str, Any]:
+    """A Ray Data ``map_batches`` task: second-pass evidence of one batch."""
+    import pickle
+
+    import numpy as np
+
+    e = text_evidence_of(_batch_rows(batch, label_index, id_col, text_col, label_col), plan)
+    return {"state": np.array([pickle.dumps(e)], dtype=object)}
+
+
+def unpack_states(rows: Iterable[dict[str, Any]]) -> list[Any]:
+    """The states of ``text_*_batch`` rows (``Dataset.take_all()``), unpickled."""
+    import pickle
+
+    return [pickle.loads(r["state"]) for r in rows]
