@@ -38,8 +38,8 @@ enum Command {
     Policy(cmd::run::PolicyCmd),
     /// Privacy accounting for DP-SGD: epsilon of a run, noise calibration.
     Privacy(cmd::privacy::PrivacyArgs),
-    /// Train a built-in model on a dataset (optionally with DP-SGD) and save it as JSON.
-    Train(cmd::privacy::TrainArgs),
+    /// Train a built-in model on a dataset (optionally with DP-SGD, or a certified partition ensemble) and save it as JSON.
+    Train(cmd::train::TrainArgs),
     /// Generate an Ed25519 key pair (PKCS#8 PEM) for signing manifests.
     Keygen(cmd::provenance::KeygenArgs),
     /// Dataset manifests: create, sign, verify, diff, lineage.
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(a, g),
         Command::Policy(c) => cmd::run::policy(c, g),
         Command::Privacy(a) => cmd::privacy::run(a, g),
-        Command::Train(a) => cmd::privacy::run_train(a, g),
+        Command::Train(a) => cmd::train::run(a, g),
         Command::Keygen(a) => cmd::provenance::run_keygen(a, g),
         Command::Manifest(a) => cmd::provenance::run(a, g),
         Command::Aggregate(a) => cmd::aggregate::run(a, g),
