@@ -104,7 +104,23 @@ pub fn cross_val_proba(
     trainer: &dyn Trainer,
     seed: u64,
 ) -> Result<Array2<f32>> {
+    cross_val_proba_without(x, y, k, folds, trainer, seed, &[])
+}
+
+/// [`cross_val_proba`] where the samples with `exclude[i]` are never trained
+/// on (they still get out-of-sample probabilities); an empty `exclude`
+/// excludes nothing.
+pub fn cross_val_proba_without(
+    x: ndarray::ArrayView2<'_, f32>,
+    y: &[u32],
+    k: usize,
+    folds: usize,
+    trainer: &dyn Trainer,
+    seed: u64,
+    exclude: &[bool],
+) -> Result<Array2<f32>> {
     let n = x.nrows();
+    let excluded = |i: usize| exclude.get(i).copied().unwrap_or(false);
     let order = mithridate_core::attack::shuffled(n, seed);
     let mut fold_of = vec![0usize; n];
     for (r, &i) in order.iter().enumerate() {
@@ -113,7 +129,9 @@ pub fn cross_val_proba(
     let parts: Vec<Result<(Vec<usize>, Array2<f32>)>> = (0..folds)
         .into_par_iter()
         .map(|f| {
-            let tr: Vec<usize> = (0..n).filter(|&i| fold_of[i] != f).collect();
+            let tr: Vec<usize> = (0..n)
+                .filter(|&i| fold_of[i] != f && !excluded(i))
+                .collect();
             let te: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f).collect();
             let ytr: Vec<u32> = tr.iter().map(|&i| y[i]).collect();
             let m = trainer.fit(
@@ -137,39 +155,31 @@ pub fn cross_val_proba(
     Ok(p)
 }
 
-/// Analyse labels of `ds` (features and labels required).
-pub fn analyse_labels(ds: &Dataset, p: &LabelParams, seed: u64) -> Result<LabelAnalysis> {
-    p.check()?;
-    let x = ds.require_features("label consistency")?;
-    let y = ds.require_labels("label consistency")?;
-    let k = ds.n_classes();
-    let n = ds.len();
-    if k < 2 || n < 2 * p.folds {
-        return Err(Error::data(
-            "label consistency needs at least two classes and two samples per fold",
-        ));
-    }
-    let trainer = SoftmaxTrainer {
-        params: SoftmaxParams {
-            epochs: p.epochs,
-            ..Default::default()
-        },
-    };
-    let pm = cross_val_proba(x.view(), y, k, p.folds, &trainer, seed)?;
-    // Leave-one-out kNN vote (distance-weighted), against a subset when large.
-    let refs: Vec<usize> = if n > p.max_knn_refs {
-        let mut v = mithridate_core::attack::shuffled(
-            n,
+/// Leave-one-out distance-weighted kNN class probabilities and the share of
+/// neighbours with another label, against references that skip `exclude`d
+/// samples (and a random subset when there are more than `max_knn_refs`).
+fn knn_proba(
+    x: ndarray::ArrayView2<'_, f32>,
+    y: &[u32],
+    k: usize,
+    p: &LabelParams,
+    seed: u64,
+    exclude: &[bool],
+) -> (Array2<f32>, Vec<f64>) {
+    let n = x.nrows();
+    let excluded = |i: usize| exclude.get(i).copied().unwrap_or(false);
+    let mut refs: Vec<usize> = (0..n).filter(|&i| !excluded(i)).collect();
+    if refs.len() > p.max_knn_refs {
+        let order = mithridate_core::attack::shuffled(
+            refs.len(),
             mithridate_core::rng::derive_seed(seed, "knn-refs"),
         );
-        v.truncate(p.max_knn_refs);
-        v.sort_unstable();
-        v
-    } else {
-        (0..n).collect()
-    };
+        let mut keep: Vec<usize> = order[..p.max_knn_refs].iter().map(|&j| refs[j]).collect();
+        keep.sort_unstable();
+        refs = keep;
+    }
     let rx = x.select(Axis(0), &refs);
-    let nn = knn(x.view(), rx.view(), p.k + 1, false);
+    let nn = knn(x, rx.view(), p.k + 1, false);
     let mut pk = Array2::<f32>::zeros((n, k));
     let mut dis = vec![0.0; n];
     for (i, nb) in nn.iter().enumerate() {
@@ -191,7 +201,122 @@ pub fn analyse_labels(ds: &Dataset, p: &LabelParams, seed: u64) -> Result<LabelA
         }
         dis[i] = differ as f64 / cnt.max(1) as f64;
     }
+    (pk, dis)
+}
+
+/// Samples whose nearest class centre (coordinate-wise median of the class)
+/// is another class `c`, for the (label, `c`) pairs shared by at least 1% of
+/// the samples (and 15) that are also contradicted by at least 40% of their
+/// neighbours.
+fn centre_suspects(
+    x: ndarray::ArrayView2<'_, f32>,
+    y: &[u32],
+    k: usize,
+    dis: &[f64],
+) -> (Vec<bool>, Vec<(u32, usize)>) {
+    let centres: Vec<Option<ndarray::Array1<f32>>> = (0..k as u32)
+        .map(|c| {
+            let rows: Vec<usize> = (0..x.nrows()).filter(|&i| y[i] == c).collect();
+            (!rows.is_empty()).then(|| crate::util::column_medians(x.select(Axis(0), &rows).view()))
+        })
+        .collect();
+    let nearest: Vec<Option<usize>> = (0..x.nrows())
+        .map(|i| {
+            let row = x.row(i);
+            let nearest = centres
+                .iter()
+                .enumerate()
+                .filter_map(|(c, m)| {
+                    let m = m.as_ref()?;
+                    let d: f32 = row.iter().zip(m).map(|(a, b)| (a - b) * (a - b)).sum();
+                    Some((c, d))
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(c, _)| c);
+            nearest.filter(|&c| c != y[i] as usize)
+        })
+        .collect();
+    let mut pairs: std::collections::BTreeMap<(u32, usize), usize> = Default::default();
+    for (i, c) in nearest.iter().enumerate() {
+        if let Some(c) = c {
+            if dis[i] >= 0.4 {
+                *pairs.entry((y[i], *c)).or_default() += 1;
+            }
+        }
+    }
+    let min_pair = (x.nrows() / 100).max(15);
+    let concentrated: Vec<(u32, usize)> = pairs
+        .into_iter()
+        .filter(|&(_, c)| c >= min_pair)
+        .map(|(pair, _)| pair)
+        .collect();
+    let suspects = nearest
+        .iter()
+        .enumerate()
+        .map(|(i, c)| c.is_some_and(|c| concentrated.contains(&(y[i], c))))
+        .collect();
+    (suspects, concentrated)
+}
+
+/// Analyse labels of `ds` (features and labels required).
+pub fn analyse_labels(ds: &Dataset, p: &LabelParams, seed: u64) -> Result<LabelAnalysis> {
+    p.check()?;
+    let x = ds.require_features("label consistency")?;
+    let y = ds.require_labels("label consistency")?;
+    let k = ds.n_classes();
+    let n = ds.len();
+    if k < 2 || n < 2 * p.folds {
+        return Err(Error::data(
+            "label consistency needs at least two classes and two samples per fold",
+        ));
+    }
+    let trainer = SoftmaxTrainer {
+        params: SoftmaxParams {
+            epochs: p.epochs,
+            ..Default::default()
+        },
+    };
+    let pm = cross_val_proba(x.view(), y, k, p.folds, &trainer, seed)?;
+    let (pk, dis) = knn_proba(x.view(), y, k, p, seed, &[]);
+    // Targeted flips (many samples of one class relabelled as another) teach
+    // the cross-validated model and the neighbours that the flipped look is
+    // ambiguous, and confident learning then sees no issue. Suspects are
+    // samples nearer another class's robust centre (coordinate-wise median,
+    // which a minority of flipped samples does not move) and contradicted by
+    // many neighbours. When many of them share one (label, nearer class)
+    // pair, a targeted flip is likely: the model and the neighbours are formed
+    // again without those, and every sample is judged by them. Scattered
+    // suspects (hard clean samples, uniform noise) are left alone: removing
+    // hard samples from training would make the other hard ones look wrong.
+    // Two more rounds add the samples that the cleaner model now assigns to
+    // the nearer class of a concentrated pair.
     let w = p.knn_weight as f32;
+    let (mut suspects, pairs) = centre_suspects(x.view(), y, k, &dis);
+    let (mut pm, mut pk, mut dis) = (pm, pk, dis);
+    let count = |s: &[bool]| s.iter().filter(|&&b| b).count();
+    if count(&suspects) >= 3 && count(&suspects) * 4 < n {
+        for round in 0..3 {
+            pm = cross_val_proba_without(x.view(), y, k, p.folds, &trainer, seed, &suspects)?;
+            (pk, dis) = knn_proba(x.view(), y, k, p, seed, &suspects);
+            if round == 2 {
+                break;
+            }
+            let proba = &pm * (1.0 - w) + &pk * w;
+            let mut grew = false;
+            for i in 0..n {
+                let top = (0..k)
+                    .max_by(|&a, &b| proba[[i, a]].total_cmp(&proba[[i, b]]))
+                    .unwrap_or(y[i] as usize);
+                if !suspects[i] && top != y[i] as usize && pairs.contains(&(y[i], top)) {
+                    suspects[i] = true;
+                    grew = true;
+                }
+            }
+            if !grew || count(&suspects) * 4 >= n {
+                break;
+            }
+        }
+    }
     let proba = &pm * (1.0 - w) + &pk * w;
     let mut sum = vec![0.0f64; k];
     let mut cnt = vec![0usize; k];

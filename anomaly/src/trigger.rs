@@ -174,6 +174,12 @@ struct Candidate {
     /// (`-log10`, summed over its features): a stamped trigger writes values
     /// that are rare where it writes them, a natural pattern does not.
     surprise: f64,
+    /// `-log10 p` of the number of members whose label their nearest
+    /// neighbours contradict, against the class's rate of such samples: a
+    /// trigger made of common values (a solid patch over the strokes) is
+    /// carried by many clean samples too, but only its poisoned carriers look
+    /// like another class.
+    inconsistent: f64,
 }
 
 impl Candidate {
@@ -182,17 +188,43 @@ impl Candidate {
     }
 }
 
+/// Per sample: do its `k` nearest neighbours (leave-one-out) mostly carry
+/// another label?
+fn knn_inconsistent(x: ArrayView2<'_, f32>, y: &[u32], p: &FeatureTriggerParams) -> Vec<bool> {
+    let nn = knn(x, x, p.k, true);
+    nn.iter()
+        .enumerate()
+        .map(|(i, nb)| {
+            let same = nb.iter().filter(|(j, _)| y[*j] == y[i]).count();
+            !nb.is_empty() && same as f64 / nb.len() as f64 <= p.flip_max_share
+        })
+        .collect()
+}
+
 fn mine(
     x: ArrayView2<'_, f32>,
     y: &[u32],
     k: usize,
     p: &FeatureTriggerParams,
-) -> (Vec<Candidate>, f64) {
+) -> (Vec<Candidate>, f64, Vec<bool>) {
     let n = x.nrows();
     let mut class_n = vec![0usize; k];
     for &l in y {
         class_n[l as usize] += 1;
     }
+    let incons = knn_inconsistent(x, y, p);
+    let mut incons_n = vec![0usize; k];
+    for (i, &b) in incons.iter().enumerate() {
+        if b {
+            incons_n[y[i] as usize] += 1;
+        }
+    }
+    // Chance that a sample is of class c and contradicted by its neighbours
+    // (floored: a class without such samples must not make one look impossible).
+    let incons_base: Vec<f64> = incons_n
+        .iter()
+        .map(|&c| ((c as f64 + 1.0) / (n.max(1) as f64 + 2.0)).max(0.002))
+        .collect();
     let base: Vec<f64> = class_n
         .iter()
         .map(|&c| c as f64 / n.max(1) as f64)
@@ -238,35 +270,64 @@ fn mine(
                 if g >= p.min_support && g <= max_group {
                     tests += 1;
                     let mut counts = vec![0usize; k];
+                    let mut icounts = vec![0usize; k];
                     for &(_, i) in &keyed[s..e] {
                         counts[y[i] as usize] += 1;
+                        if incons[i] {
+                            icounts[y[i] as usize] += 1;
+                        }
                     }
-                    let (c, &o) = counts
+                    let (ic, &io) = icounts
                         .iter()
                         .enumerate()
                         .max_by_key(|(_, &v)| v)
                         .unwrap_or((0, &0));
-                    if o >= p.min_support {
-                        let score = binom_tail_neg_log10(o as u64, g as u64, base[c]);
-                        if score > 0.0 {
-                            let i0 = keyed[s].1;
-                            let members: Vec<usize> = keyed[s..e]
-                                .iter()
-                                .map(|&(_, i)| i)
-                                .filter(|&i| y[i] as usize == c)
-                                .collect();
-                            out.push(Candidate {
-                                surprise: reg.iter().map(|&j| surprise(j, x[[i0, j]])).sum(),
-                                core_purity: o as f64 / g as f64,
-                                core: members.clone(),
-                                region: reg.clone(),
-                                pattern: reg.iter().map(|&j| x[[i0, j]]).collect(),
-                                class: c as u32,
-                                members,
-                                carriers: keyed[s..e].iter().map(|&(_, i)| i).collect(),
-                                score,
-                            });
+                    let inconsistent = if io >= p.min_support {
+                        binom_tail_neg_log10(io as u64, g as u64, incons_base[ic])
+                    } else {
+                        0.0
+                    };
+                    let top = counts
+                        .iter()
+                        .enumerate()
+                        .max_by_key(|(_, &v)| v)
+                        .map_or(0, |(c, _)| c);
+                    // The most frequent class, and the class whose carriers
+                    // are most often contradicted by their neighbours when
+                    // that is another one.
+                    let classes: &[usize] = if ic != top && inconsistent > 0.0 {
+                        &[top, ic]
+                    } else {
+                        &[top]
+                    };
+                    for &c in classes {
+                        let o = counts[c];
+                        if o < p.min_support {
+                            continue;
                         }
+                        let score = binom_tail_neg_log10(o as u64, g as u64, base[c]);
+                        let inconsistent = if c == ic { inconsistent } else { 0.0 };
+                        if score <= 0.0 && inconsistent <= 0.0 {
+                            continue;
+                        }
+                        let i0 = keyed[s].1;
+                        let members: Vec<usize> = keyed[s..e]
+                            .iter()
+                            .map(|&(_, i)| i)
+                            .filter(|&i| y[i] as usize == c)
+                            .collect();
+                        out.push(Candidate {
+                            surprise: reg.iter().map(|&j| surprise(j, x[[i0, j]])).sum(),
+                            core_purity: o as f64 / g as f64,
+                            core: members.clone(),
+                            region: reg.clone(),
+                            pattern: reg.iter().map(|&j| x[[i0, j]]).collect(),
+                            class: c as u32,
+                            members,
+                            carriers: keyed[s..e].iter().map(|&(_, i)| i).collect(),
+                            score,
+                            inconsistent,
+                        });
                     }
                 }
                 s = e;
@@ -279,9 +340,9 @@ fn mine(
     let cands = per_region
         .into_iter()
         .flat_map(|(c, _)| c)
-        .filter(|c| c.score >= level)
+        .filter(|c| c.score >= level || c.inconsistent >= level)
         .collect();
-    (cands, level)
+    (cands, level, incons)
 }
 
 /// Merge candidates whose members overlap (sub-regions of one patch find the
@@ -315,6 +376,7 @@ fn merge(mut cands: Vec<Candidate>) -> Vec<Candidate> {
                 car.extend(c.carriers.iter().copied());
                 m.carriers = car.into_iter().collect();
                 m.score = m.score.max(c.score);
+                m.inconsistent = m.inconsistent.max(c.inconsistent);
             }
             None => merged.push(c),
         }
@@ -339,6 +401,7 @@ fn confirm(
     y: &[u32],
     c: &Candidate,
     class_n: usize,
+    incons: &[bool],
     p: &FeatureTriggerParams,
     seed: u64,
 ) -> Confirmation {
@@ -348,10 +411,14 @@ fn confirm(
         in_s[i] = true;
     }
     let non_s: Vec<usize> = (0..n).filter(|&i| !in_s[i]).collect();
-    // When the suspects are most of their class, the rest of the class is too
-    // thin to judge them: split the suspects in two halves, each judged against
-    // everything else plus the other half.
-    let depleted = 2 * c.members.len() > class_n;
+    // When the suspects are most of their class (or leave fewer than three
+    // neighbourhoods' worth of it), the rest of the class is too thin to judge
+    // them: split the suspects in two halves, each judged against everything
+    // else plus those of the other half whose neighbours agree with their
+    // label (a poisoned sample there carries the target label while looking
+    // like its true class, and would vote for the target).
+    let rest = class_n.saturating_sub(c.members.len());
+    let depleted = rest < 3 * p.k || 2 * c.members.len() > class_n;
     let folds: Vec<Vec<usize>> = if depleted {
         vec![
             c.members.iter().copied().step_by(2).collect(),
@@ -360,11 +427,18 @@ fn confirm(
     } else {
         vec![c.members.clone()]
     };
-    let mut flipped = Vec::new();
+    // Two flip definitions: most neighbours (all but `flip_max_share`) leave
+    // the label, or merely a majority does. The second is more sensitive when
+    // the trigger covers much of the class evidence (a large patch over the
+    // centre); the better of the two tests is kept, at the price of a factor 2.
+    let cuts = [p.flip_max_share, p.flip_max_share.max(0.5)];
+    let mut flipped: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
     for fold in &folds {
         let in_fold: std::collections::HashSet<usize> = fold.iter().copied().collect();
         let refs: Vec<usize> = if depleted {
-            (0..n).filter(|i| !in_fold.contains(i)).collect()
+            (0..n)
+                .filter(|&i| !(in_fold.contains(&i) || (in_s[i] && incons[i])))
+                .collect()
         } else {
             non_s.clone()
         };
@@ -385,12 +459,19 @@ fn confirm(
         let full_s = x.select(Axis(0), fold);
         let plain = knn(full_s.view(), full_r.view(), p.k, false);
         for ((&i, m), u) in fold.iter().zip(&masked).zip(&plain) {
-            if share(m) <= p.flip_max_share && share(u) <= 0.5 {
-                flipped.push(i);
+            if share(u) > 0.5 {
+                continue;
+            }
+            for (f, &cut) in flipped.iter_mut().zip(&cuts) {
+                if share(m) <= cut {
+                    f.push(i);
+                }
             }
         }
     }
-    flipped.sort_unstable();
+    for f in &mut flipped {
+        f.sort_unstable();
+    }
     let refs = non_s;
     let rx = drop_columns(x, &refs, &c.region);
     let ry: Vec<u32> = refs.iter().map(|&i| y[i]).collect();
@@ -411,35 +492,50 @@ fn confirm(
                 .collect()
         };
     let all: Vec<usize> = (0..refs.len()).collect();
-    let mut rate = |pool: &[usize]| -> f64 {
+    let mut rate = |pool: &[usize]| -> [f64; 2] {
         let b = pick(pool, 150, &mut rng);
         if b.is_empty() {
-            return 0.5;
+            return [0.5; 2];
         }
         let bx = rx.select(Axis(0), &b);
         let nb = knn(bx.view(), rx.view(), p.k + 1, false);
-        let flips = b
+        let shares: Vec<f64> = b
             .iter()
             .zip(&nb)
-            .filter(|(&r, v)| {
+            .map(|(&r, v)| {
                 let others: Vec<(usize, f32)> = v
                     .iter()
                     .copied()
                     .filter(|(j, _)| *j != r)
                     .take(p.k)
                     .collect();
-                keep_share(&others, ry[r]) <= p.flip_max_share
+                keep_share(&others, ry[r])
             })
-            .count();
-        (flips as f64 + 1.0) / (b.len() as f64 + 2.0)
+            .collect();
+        cuts.map(|cut| {
+            let flips = shares.iter().filter(|&&s| s <= cut).count();
+            (flips as f64 + 1.0) / (b.len() as f64 + 2.0)
+        })
     };
-    let baseline = rate(&same).max(rate(&all)).max(0.01);
-    let score = binom_tail_neg_log10(flipped.len() as u64, c.members.len() as u64, baseline);
-    Confirmation {
-        flipped,
-        baseline,
-        score,
+    let (r_same, r_all) = (rate(&same), rate(&all));
+    let mut best: Option<Confirmation> = None;
+    for (j, f) in flipped.into_iter().enumerate() {
+        let baseline = r_same[j].max(r_all[j]).max(0.01);
+        let score = binom_tail_neg_log10(f.len() as u64, c.members.len() as u64, baseline)
+            - std::f64::consts::LOG10_2;
+        if best.as_ref().is_none_or(|b| score > b.score) {
+            best = Some(Confirmation {
+                flipped: f,
+                baseline,
+                score,
+            });
+        }
     }
+    best.unwrap_or(Confirmation {
+        flipped: Vec::new(),
+        baseline: 1.0,
+        score: 0.0,
+    })
 }
 
 impl Detector for FeatureTriggerMining {
@@ -462,11 +558,12 @@ impl Detector for FeatureTriggerMining {
         if n < 4 * p.min_support || k < 2 {
             return Ok(out);
         }
-        let (cands, level) = mine(x.view(), y, k, p);
+        let (cands, level, incons) = mine(x.view(), y, k, p);
         out.metrics
             .insert("trigger_candidates".into(), cands.len() as f64);
         // Test the purest groups first (triggers are pure), then the most significant.
-        let mut by_purity = cands.clone();
+        let mut by_purity: Vec<Candidate> =
+            cands.iter().filter(|c| c.score >= level).cloned().collect();
         let pure = |c: &Candidate| c.purity() >= p.pure_fraction;
         by_purity.sort_by(|a, b| {
             pure(b)
@@ -474,13 +571,20 @@ impl Detector for FeatureTriggerMining {
                 .then(b.surprise.total_cmp(&a.surprise))
                 .then(b.score.total_cmp(&a.score))
         });
-        let mut by_score = cands;
+        let mut by_incons: Vec<Candidate> = cands
+            .iter()
+            .filter(|c| c.inconsistent >= level)
+            .cloned()
+            .collect();
+        by_incons.sort_by(|a, b| b.inconsistent.total_cmp(&a.inconsistent));
+        let mut by_score: Vec<Candidate> = cands.into_iter().filter(|c| c.score >= level).collect();
         by_score.sort_by(|a, b| b.score.total_cmp(&a.score));
         let half = p.max_candidates.div_ceil(2);
         let chosen: Vec<Candidate> = by_purity
             .into_iter()
             .take(p.max_candidates)
             .chain(by_score.into_iter().take(half))
+            .chain(by_incons.into_iter().take(half))
             .collect();
         let merged_all = merge(chosen);
         let mut class_n = vec![0usize; k];
@@ -493,13 +597,15 @@ impl Detector for FeatureTriggerMining {
             .filter(|c| (c.members.len() as f64) < 0.8 * class_n[c.class as usize] as f64)
             .collect();
         let core_pure = |c: &Candidate| c.core_purity >= p.pure_fraction;
+        let contradicted = |c: &Candidate| c.inconsistent >= level;
         merged.sort_by(|a, b| {
             core_pure(b)
                 .cmp(&core_pure(a))
+                .then(contradicted(b).cmp(&contradicted(a)))
                 .then(b.surprise.total_cmp(&a.surprise))
                 .then(b.score.total_cmp(&a.score))
         });
-        merged.truncate(p.max_candidates);
+        merged.truncate(p.max_candidates + half);
         let results: Vec<(Candidate, Confirmation)> = merged
             .into_par_iter()
             .enumerate()
@@ -509,6 +615,7 @@ impl Detector for FeatureTriggerMining {
                     y,
                     &c,
                     class_n[c.class as usize],
+                    &incons,
                     p,
                     mithridate_core::rng::derive_seed(seed, &format!("trigger-{ci}")),
                 );

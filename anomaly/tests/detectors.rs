@@ -67,6 +67,40 @@ fn trigger_mining_finds_an_undescribed_patch_and_names_its_pixels() {
 }
 
 #[test]
+fn a_solid_patch_over_the_strokes_is_found_by_the_contradicted_carriers() {
+    // A 2x2 patch of full ink at the centre: the same values occur naturally in
+    // many digits, so the group is impure; its poisoned carriers are the ones
+    // whose neighbours contradict their label.
+    let atk = BadNets {
+        size: 2,
+        position: PatchPosition::At { row: 3, col: 3 },
+        target: 3,
+        ..BadNets::digits(0.05)
+    };
+    let p = atk.poison(&digits(), 7).unwrap();
+    let out = FeatureTriggerMining::default()
+        .detect(&p.dataset, 0)
+        .unwrap();
+    let flagged = ids(&p.dataset, out.flags.iter().map(|f| f.index));
+    let f = f1(&flagged, &p.poisoned_ids);
+    assert!(f >= 0.9, "F1 {f}, flagged {}", flagged.len());
+}
+
+#[test]
+fn a_targeted_flip_is_found_although_it_makes_the_flipped_look_ambiguous() {
+    let p = LabelFlip {
+        rate: 0.05,
+        mode: FlipMode::Targeted { from: 1, to: 7 },
+    }
+    .poison(&digits(), 3)
+    .unwrap();
+    let out = LabelConsistency::default().detect(&p.dataset, 0).unwrap();
+    let flagged = ids(&p.dataset, out.flags.iter().map(|f| f.index));
+    let f = f1(&flagged, &p.poisoned_ids);
+    assert!(f >= 0.85, "F1 {f}, flagged {}", flagged.len());
+}
+
+#[test]
 fn clean_digits_flag_at_most_half_a_percent_and_do_not_fail() {
     let ds = digits();
     let out = scan(&ds, &ScanParams::default(), 3).unwrap();

@@ -8,7 +8,9 @@
 //! target class, slower), `--text-n N` (records per text set, default 20000),
 //! `--json FILE` (all rows as JSON), `--export DIR` (each poisoned digits
 //! training set as CSV with a `truth` JSON beside it, for comparisons with
-//! other tools).
+//! other tools), `--only A,B` (only the variants whose family or name
+//! contains one of the comma-separated strings), `--verbose` (flags per
+//! detector for each digits variant).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -361,6 +363,12 @@ pub fn run(args: &[String]) -> Result<()> {
         .unwrap_or(20_000);
     let full = args.iter().any(|a| a == "--full");
     let export = flag(args, "--export").map(PathBuf::from);
+    let only: Vec<&str> = flag(args, "--only")
+        .map(|s| s.split(',').filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
+    let wanted = |family: &str, name: &str| {
+        only.is_empty() || only.iter().any(|o| family.contains(o) || name.contains(o))
+    };
     let params = ScanParams::default();
     let mut rows = Vec::new();
     let all = digits();
@@ -374,6 +382,9 @@ pub fn run(args: &[String]) -> Result<()> {
             .map(|d| d.entry.id.clone())
             .collect();
         for (vi, v) in digit_variants(full).into_iter().enumerate() {
+            if !wanted(v.family, &v.name) {
+                continue;
+            }
             let p = v.attack.poison(&train, seed * 7919 + vi as u64)?;
             let truth: HashSet<SampleId> = p.poisoned_ids.iter().cloned().collect();
             if let Some(dir) = &export {
@@ -428,9 +439,22 @@ pub fn run(args: &[String]) -> Result<()> {
                 ref_acc,
                 ms
             );
+            if args.iter().any(|a| a == "--verbose") {
+                for d in &out.detectors {
+                    let tp = d
+                        .flags
+                        .iter()
+                        .filter(|f| truth.contains(&p.dataset.ids[f.index]))
+                        .count();
+                    eprintln!("    {:<22} flags {:>4} true {:>4}", d.detector, d.flags.len(), tp);
+                }
+            }
             rows.push(row);
         }
         for (vi, (family, name, instr, atk)) in text_variants().into_iter().enumerate() {
+            if !wanted(family, &name) {
+                continue;
+            }
             let base = if instr {
                 synthetic_instructions(text_n, seed + 11)
             } else {
