@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mithridate_core::Progress;
 
 /// Options every command accepts.
@@ -66,10 +66,23 @@ impl Global {
     }
 }
 
-/// indicatif progress bars behind the [`Progress`] sink.
-#[derive(Default)]
+/// indicatif progress bars behind the [`Progress`] sink: one bar for the
+/// steps of a pipeline (with elapsed time, ticking while a step that reports
+/// nothing runs), one below it for the current step's own work.
 pub struct Bars {
+    multi: MultiProgress,
+    steps: Mutex<Option<ProgressBar>>,
     bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Self {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            steps: Mutex::new(None),
+            bar: Mutex::new(None),
+        }
+    }
 }
 
 impl Progress for Bars {
@@ -82,7 +95,7 @@ impl Progress for Bars {
             ),
             None => ProgressBar::new_spinner(),
         };
-        bar.set_draw_target(ProgressDrawTarget::stderr());
+        let bar = self.multi.add(bar);
         bar.set_message(what.to_owned());
         if let Ok(mut b) = self.bar.lock() {
             if let Some(old) = b.replace(bar) {
@@ -103,6 +116,33 @@ impl Progress for Bars {
                 b.finish_and_clear();
             }
         }
+    }
+    fn step(&self, what: &str, index: usize, total: usize) {
+        let Ok(mut s) = self.steps.lock() else {
+            return;
+        };
+        if index >= total {
+            if let Some(b) = s.take() {
+                b.finish_and_clear();
+            }
+            return;
+        }
+        let bar = s.get_or_insert_with(|| {
+            let b = self.multi.insert(
+                0,
+                ProgressBar::new(total as u64).with_style(
+                    ProgressStyle::with_template(
+                        "{spinner} step {pos}/{len} {msg:<28} [{elapsed_precise}]",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        });
+        bar.set_length(total as u64);
+        bar.set_position(index as u64 + 1);
+        bar.set_message(what.to_owned());
     }
 }
 

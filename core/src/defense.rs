@@ -85,6 +85,10 @@ pub trait Progress: Send + Sync {
     fn advance(&self, n: u64);
     /// The current step is finished.
     fn finish(&self);
+    /// Step `index` (0-based) of `total` of a multi-step run (a pipeline)
+    /// begins, named `what`; `index == total` means the run is over. Steps
+    /// report their own progress with [`Progress::start`] meanwhile.
+    fn step(&self, _what: &str, _index: usize, _total: usize) {}
 }
 
 /// A [`Progress`] that shows nothing.

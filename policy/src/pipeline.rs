@@ -391,9 +391,17 @@ impl Pipeline {
     pub fn run(&self, cx: &mut Context, stages: &[Stage]) -> Result<RunSummary> {
         let t0 = Instant::now();
         let first = cx.reports.len();
-        for d in self.defenses.iter().filter(|d| stages.contains(&d.stage())) {
-            cx.run(d.as_ref())?;
+        let todo: Vec<&dyn Defense> = self
+            .defenses
+            .iter()
+            .filter(|d| stages.contains(&d.stage()))
+            .map(|d| d.as_ref())
+            .collect();
+        for (i, d) in todo.iter().enumerate() {
+            cx.progress.step(d.name(), i, todo.len());
+            cx.run(*d)?;
         }
+        cx.progress.step("done", todo.len(), todo.len());
         let reports: Vec<Report> = cx.reports[first..].to_vec();
         let skipped: Vec<Skipped> = self
             .skipped
@@ -512,7 +520,9 @@ mod tests {
         cfg.model.endpoint = Some("http://127.0.0.1:9/predict".into());
         let p = EffectivePolicy::new(Tier::High, &cfg).unwrap();
         assert!(p.external_model && p.model.contains("endpoint"));
-        assert!(p.to_text().contains("model: endpoint http://127.0.0.1:9/predict"));
+        assert!(p
+            .to_text()
+            .contains("model: endpoint http://127.0.0.1:9/predict"));
         let pipe = Pipeline::build(p.clone(), &Inputs::default()).unwrap();
         let names: Vec<&str> = pipe.defenses.iter().map(|d| d.name()).collect();
         assert!(names.contains(&"holdout-gate") && !names.contains(&"unknown-trigger-scan"));

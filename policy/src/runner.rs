@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use mithridate_core::io::{self, Format, ReadOptions};
 use mithridate_core::model::{Classifier, Predictor, SoftmaxRegression};
-use mithridate_validation::{CommandPredictor, ExternalOptions, HttpPredictor};
 use mithridate_core::{Context, Dataset, Error, Progress, Result, Stage};
+use mithridate_validation::{CommandPredictor, ExternalOptions, HttpPredictor};
 
 use crate::audit::AuditReport;
 use crate::config::{Config, ModelConfig};
@@ -120,11 +120,14 @@ pub fn run(req: RunRequest) -> Result<RunOutput> {
     let summary = pipe.run(&mut cx, &req.stages)?;
     let mut written = Vec::new();
     if req.stages.contains(&Stage::Ingest) {
+        req.progress
+            .start("writing clean data and its manifest", None);
         written.extend(write_ingest_outputs(&cx, &input, &train_path, &req.out)?);
         written.push(write_clean_manifest(&cx, &req.out)?);
         if !req.stages.contains(&Stage::Release) {
             written.extend(write_handoff(&cx, input.len(), &train_path, &req.out)?);
         }
+        req.progress.finish();
     }
     let title = format!(
         "mithridate audit — {} tier — {}",
