@@ -95,13 +95,13 @@ mod x86 {
         #[inline(always)]
         fn compress(
             cv: &mut [[u32; 16]; 8],
-            m: &[[u32; 16]; 16],
+            rows: &[[u32; 16]; 16],
             len: &[u32; 16],
             flags: &[u32; 16],
         ) {
             // SAFETY: `Avx512` is only used by `avx512` below, which runs
             // after `is_x86_feature_detected!("avx512f")`.
-            unsafe { compress16(cv, m, len, flags) }
+            unsafe { compress16(cv, rows, len, flags) }
         }
     }
 
@@ -117,14 +117,48 @@ mod x86 {
         unsafe { _mm512_storeu_si512(x.as_mut_ptr().cast(), v) }
     }
 
+    /// The 16 x 16 word transpose of `rows` (row l = lane l's block) into
+    /// word vectors (vector w = word w of every lane), in registers: 32-bit
+    /// and 64-bit interleaves, then 128-bit lane shuffles.
+    #[target_feature(enable = "avx512f")]
+    fn transpose(rows: &[[u32; 16]; 16]) -> [__m512i; 16] {
+        let r: [__m512i; 16] = std::array::from_fn(|i| load(&rows[i]));
+        let mut t = [_mm512_setzero_si512(); 16];
+        for p in 0..8 {
+            t[2 * p] = _mm512_unpacklo_epi32(r[2 * p], r[2 * p + 1]);
+            t[2 * p + 1] = _mm512_unpackhi_epi32(r[2 * p], r[2 * p + 1]);
+        }
+        // u[4q + c], 128-bit lane j: rows 4q..4q+4 of word 4j + c.
+        let mut u = [_mm512_setzero_si512(); 16];
+        for q in 0..4 {
+            let b = 4 * q;
+            u[b] = _mm512_unpacklo_epi64(t[b], t[b + 2]);
+            u[b + 1] = _mm512_unpackhi_epi64(t[b], t[b + 2]);
+            u[b + 2] = _mm512_unpacklo_epi64(t[b + 1], t[b + 3]);
+            u[b + 3] = _mm512_unpackhi_epi64(t[b + 1], t[b + 3]);
+        }
+        let mut out = [_mm512_setzero_si512(); 16];
+        for c in 0..4 {
+            let x0 = _mm512_shuffle_i32x4::<0b01_00_01_00>(u[c], u[4 + c]);
+            let x1 = _mm512_shuffle_i32x4::<0b11_10_11_10>(u[c], u[4 + c]);
+            let y0 = _mm512_shuffle_i32x4::<0b01_00_01_00>(u[8 + c], u[12 + c]);
+            let y1 = _mm512_shuffle_i32x4::<0b11_10_11_10>(u[8 + c], u[12 + c]);
+            out[c] = _mm512_shuffle_i32x4::<0b10_00_10_00>(x0, y0);
+            out[4 + c] = _mm512_shuffle_i32x4::<0b11_01_11_01>(x0, y0);
+            out[8 + c] = _mm512_shuffle_i32x4::<0b10_00_10_00>(x1, y1);
+            out[12 + c] = _mm512_shuffle_i32x4::<0b11_01_11_01>(x1, y1);
+        }
+        out
+    }
+
     #[target_feature(enable = "avx512f")]
     fn compress16(
         cv: &mut [[u32; 16]; 8],
-        m: &[[u32; 16]; 16],
+        rows: &[[u32; 16]; 16],
         len: &[u32; 16],
         flags: &[u32; 16],
     ) {
-        let mw: [__m512i; 16] = std::array::from_fn(|i| load(&m[i]));
+        let mw = transpose(rows);
         let mut v = [
             load(&cv[0]),
             load(&cv[1]),
@@ -246,7 +280,8 @@ fn run<const L: usize, C: Compress<L>>(
     for lane in 0..L {
         busy += usize::from(refill(&mut s, lane, prefix, base, &mut msgs, out));
     }
-    let mut m = [[0u32; L]; 16];
+    // Each lane's current block, lane-major; the compression transposes it.
+    let mut rows = [[0u32; 16]; L];
     let mut len = [0u32; L];
     let mut flags = [0u32; L];
     while busy > 0 {
@@ -255,10 +290,7 @@ fn run<const L: usize, C: Compress<L>>(
                 continue;
             }
             let k = s.block[lane];
-            let (words, n) = block_words(prefix, base, s.start[lane], s.len[lane], k);
-            for (w, v) in words.iter().enumerate() {
-                m[w][lane] = *v;
-            }
+            let n = block_words(prefix, base, s.start[lane], s.len[lane], k, &mut rows[lane]);
             len[lane] = n;
             let mut f = 0;
             if k == 0 {
@@ -272,7 +304,7 @@ fn run<const L: usize, C: Compress<L>>(
             }
             flags[lane] = f;
         }
-        C::compress(&mut s.cv, &m, &len, &flags);
+        C::compress(&mut s.cv, &rows, &len, &flags);
         for lane in 0..L {
             let at = s.slot[lane];
             if at == usize::MAX {
@@ -325,27 +357,36 @@ fn refill<const L: usize>(
     false
 }
 
-/// Words of block `k` of `prefix || base[start..start + len]`, and the
-/// block's length in bytes.
+/// Write the words of block `k` of `prefix || base[start..start + len]`
+/// into `w`; returns the block's length in bytes.
 #[inline(always)]
-fn block_words(prefix: u8, base: &[u8], start: usize, len: usize, k: usize) -> ([u32; 16], u32) {
+fn block_words(
+    prefix: u8,
+    base: &[u8],
+    start: usize,
+    len: usize,
+    k: usize,
+    w: &mut [u32; 16],
+) -> u32 {
     // Block k covers bytes [64k, 64k + 64) of prefix || msg, that is
     // base[start + 64k - 1 ..][..64], of which the first n bytes count.
     let n = (len + 1 - 64 * k).min(64);
-    let mut w = [0u32; 16];
     let at = (start + 64 * k).wrapping_sub(1);
     if let Some(b) = base.get(at..).and_then(<[u8]>::first_chunk::<64>) {
-        for (i, (d, c)) in w.iter_mut().zip(b.chunks_exact(4)).enumerate() {
-            let word = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        for (d, c) in w.iter_mut().zip(b.chunks_exact(4)) {
+            *d = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        if n < 64 {
             // Keep the block's first n bytes, zero the rest.
-            let keep = n.saturating_sub(4 * i).min(4);
-            let mask = ((1u64 << (8 * keep)) - 1) as u32;
-            *d = word & mask;
+            for (i, d) in w.iter_mut().enumerate() {
+                let keep = n.saturating_sub(4 * i).min(4);
+                *d &= ((1u64 << (8 * keep)) - 1) as u32;
+            }
         }
         if k == 0 {
             w[0] = (w[0] & !0xff) | u32::from(prefix);
         }
-        return (w, n as u32);
+        return n as u32;
     }
     // Near either end of the base buffer: assemble the block in a buffer.
     let mut buf = [0u8; 64];
@@ -362,7 +403,7 @@ fn block_words(prefix: u8, base: &[u8], start: usize, len: usize, k: usize) -> (
     for (d, c) in w.iter_mut().zip(buf.chunks_exact(4)) {
         *d = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     }
-    (w, n as u32)
+    n as u32
 }
 
 #[inline(always)]
@@ -394,8 +435,8 @@ fn round<const L: usize>(v: &mut [[u32; L]; 16], m: &[[u32; L]; 16], s: &[usize;
 /// A compression function over `L` lanes (counter 0: every message is one
 /// chunk), updating the chaining values in place.
 pub(crate) trait Compress<const L: usize> {
-    /// Compress block `m` of every lane into its chaining value.
-    fn compress(cv: &mut [[u32; L]; 8], m: &[[u32; L]; 16], len: &[u32; L], flags: &[u32; L]);
+    /// Compress block `rows[l]` of every lane `l` into its chaining value.
+    fn compress(cv: &mut [[u32; L]; 8], rows: &[[u32; 16]; L], len: &[u32; L], flags: &[u32; L]);
 }
 
 /// The portable compression, vectorised by the compiler.
@@ -403,7 +444,14 @@ struct Portable;
 
 impl<const L: usize> Compress<L> for Portable {
     #[inline(always)]
-    fn compress(cv: &mut [[u32; L]; 8], m: &[[u32; L]; 16], len: &[u32; L], flags: &[u32; L]) {
+    fn compress(cv: &mut [[u32; L]; 8], rows: &[[u32; 16]; L], len: &[u32; L], flags: &[u32; L]) {
+        let mut m = [[0u32; L]; 16];
+        for (l, row) in rows.iter().enumerate() {
+            for (w, x) in row.iter().enumerate() {
+                m[w][l] = *x;
+            }
+        }
+        let m = &m;
         let mut v = [[0u32; L]; 16];
         v[..8].copy_from_slice(cv);
         for i in 0..4 {
