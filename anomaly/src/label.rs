@@ -11,6 +11,15 @@
 //! given label. A last, strict condition on the probability of the given label
 //! keeps ambiguous clean samples out of the quarantine: a flipped label is not
 //! merely unlikely, it is almost impossible for the image.
+//!
+//! A targeted flip (many samples of one class relabelled as one other class)
+//! defeats that last condition: the model and the neighbours learn that the
+//! flipped look is half the one class and half the other. It leaves a trace
+//! that uniform noise and hard samples do not: many samples share one (label,
+//! nearer class centre) pair. Those are set aside, the model and the
+//! neighbours are formed again without them (twice more, adding the samples
+//! the cleaner model assigns to the same pair), and every sample is judged by
+//! the cleaner model.
 
 use mithridate_core::model::{SoftmaxParams, SoftmaxTrainer};
 use mithridate_core::{Dataset, Error, Finding, Result, Trainer};

@@ -16,6 +16,13 @@
 //! true class; natural carriers keep their label. The flip rate of the group is
 //! compared with the flip rate of ordinary samples of the same class under the
 //! same masking, so a region that merely carries information does not pass.
+//!
+//! Why contradicted carriers: a solid patch of full ink over the strokes
+//! writes values many clean digits also have there, so its group is impure and
+//! its label association weak. What sets its poisoned carriers apart is that
+//! their nearest neighbours carry another label. Groups are therefore also
+//! ranked by how many of their carriers of one class are contradicted by their
+//! neighbours, against that class's rate of such samples.
 
 use std::collections::BTreeMap;
 
