@@ -201,8 +201,8 @@ impl AuditReport {
         }
         let _ = writeln!(
             s,
-            "## Posture\n\nTier requirement: {}.\n",
-            self.policy.requirement
+            "## Posture\n\nTier requirement: {}.\n\nModel checked: {}.\n",
+            self.policy.requirement, self.policy.model
         );
         let _ = writeln!(
             s,

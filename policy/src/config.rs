@@ -337,9 +337,12 @@ partitions = 20
             err.contains("m.toml:line 2") && err.contains("at most one of"),
             "{err}"
         );
-        let err = Config::parse("[model]\nendpoint = \"http://x\"\ntimeout_s = 0\n", Path::new("m.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "[model]\nendpoint = \"http://x\"\ntimeout_s = 0\n",
+            Path::new("m.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("model.timeout_s"), "{err}");
         let err = Config::parse("[model]\nurl = \"http://x\"\n", Path::new("m.toml"))
             .unwrap_err()

@@ -68,9 +68,10 @@ pub fn render(r: &AuditReport) -> String {
     // Posture: the auditor's first question.
     let _ = write!(
         h,
-        "<h2 id=\"posture\">Posture</h2><p>Tier <b>{}</b> requires {}.</p>",
+        "<h2 id=\"posture\">Posture</h2><p>Tier <b>{}</b> requires {}.</p><p>Model checked: {}.</p>",
         r.policy.tier,
-        esc(&r.policy.requirement)
+        esc(&r.policy.requirement),
+        esc(&r.policy.model)
     );
     h.push_str("<table><tr><th>control</th><th>layer</th><th>stage</th><th>status</th><th>verdict</th><th>note</th></tr>");
     for p in &r.posture {
