@@ -81,6 +81,15 @@ fn main() -> Result<(), mithridate_core::Error> {
         if let Some(v) = env("NC_SPREAD") {
             p.min_spread = v;
         }
+        if let Some(v) = env("NC_DISTILL") {
+            p.reference_distill = v > 0.0;
+        }
+        if let Some(v) = env("NC_REFEPOCHS") {
+            p.reference_epochs = v as usize;
+        }
+        if let Some(v) = env("NC_RATIO") {
+            p.max_l1_ratio = v;
+        }
         let scan = TriggerScan::new().with_params(p);
         let (_, s_bd) = scan.evaluate(&bd, &holdout, seed)?;
         let (_, s_cl) = scan.evaluate(&clean, &holdout, seed)?;
