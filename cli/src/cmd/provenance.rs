@@ -14,6 +14,9 @@ use serde_json::json;
 
 use crate::{Global, Outcome};
 
+mod model_signing;
+pub use model_signing::{KeyType, SignFormat};
+
 /// Most record changes listed per file in human output (JSON lists all).
 const HUMAN_RECORDS: usize = 20;
 
@@ -29,6 +32,10 @@ pub struct KeygenArgs {
     /// Replace existing key files.
     #[arg(long)]
     pub force: bool,
+    /// Key type: ed25519 (mithridate manifests) or ecdsa-p256 (OpenSSF
+    /// model-signing bundles).
+    #[arg(long = "type", value_enum, default_value_t = KeyType::Ed25519)]
+    pub key_type: KeyType,
 }
 
 /// `manifest`: dataset manifests.
@@ -108,6 +115,11 @@ pub struct SignArgs {
     /// Signed envelope to write.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// dsse (mithridate manifest, Ed25519) or model-signing (OpenSSF
+    /// model-signing bundle over a directory: MANIFEST is then the dataset
+    /// directory and KEY an ECDSA P-256 key).
+    #[arg(long, value_enum, default_value_t = SignFormat::Dsse)]
+    pub format: SignFormat,
 }
 
 /// `manifest verify`.
@@ -149,6 +161,9 @@ pub struct LineageArgs {
 
 /// Run `keygen`.
 pub fn run_keygen(args: KeygenArgs, g: &Global) -> anyhow::Result<Outcome> {
+    if args.key_type == KeyType::EcdsaP256 {
+        return model_signing::keygen(&args, g);
+    }
     let p = keys::write_keypair_with(&args.out, &args.name, args.force)?;
     let vk = keys::load_public_key(&p.public)?;
     let id = keys::key_id(&vk);
@@ -241,6 +256,9 @@ fn parent_root(p: &str) -> anyhow::Result<String> {
 }
 
 fn sign(a: SignArgs, g: &Global) -> anyhow::Result<Outcome> {
+    if a.format == SignFormat::ModelSigning {
+        return model_signing::sign(&a, g);
+    }
     let loaded = prov::load_any(&a.manifest)?;
     if loaded.envelope.is_some() {
         g.say(format!(
@@ -263,6 +281,9 @@ fn sign(a: SignArgs, g: &Global) -> anyhow::Result<Outcome> {
 }
 
 fn verify(a: VerifyArgs, g: &Global) -> anyhow::Result<Outcome> {
+    if model_signing::is_bundle_file(&a.manifest) {
+        return model_signing::verify(&a, g);
+    }
     let keys = a
         .trust
         .iter()
