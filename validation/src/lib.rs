@@ -13,6 +13,8 @@
 //! - [`predictor`]: models outside the process (a JSONL command, an HTTP JSON
 //!   endpoint, an OpenAI-compatible chat endpoint) with timeouts, retries and
 //!   a concurrency limit;
+//! - `onnx` (cargo feature `onnx`): ONNX image classifiers run in-process
+//!   with `tract-onnx`, as a [`mithridate_core::Predictor`];
 //! - [`llm`]: trigger-phrase, system-prompt-leak and behaviour-change probes;
 //! - [`junit`]: JUnit XML so CI shows each trigger test as a test case.
 //!
@@ -37,6 +39,8 @@ pub mod holdout;
 pub mod junit;
 pub mod llm;
 pub mod metrics;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod predictor;
 pub mod scan;
 pub mod triggers;
