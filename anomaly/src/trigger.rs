@@ -665,7 +665,15 @@ impl Detector for FeatureTriggerMining {
                 "indices": pixels.iter().map(|(j, _)| *j).collect::<Vec<_>>(),
                 "values": pixels.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
             });
-            let pure = c.core_purity >= p.pure_fraction;
+            // The whole pure group is quarantined (its unflipped members are
+            // poisoned samples whose true class is the target) only when most
+            // of it flips: a pure group of which most keep their label holds
+            // natural carriers of the target class too.
+            let core_flipped = {
+                let f: std::collections::HashSet<usize> = conf.flipped.iter().copied().collect();
+                c.core.iter().filter(|i| f.contains(i)).count()
+            };
+            let pure = c.core_purity >= p.pure_fraction && 2 * core_flipped >= c.core.len();
             let hit: Vec<usize> = if pure {
                 let mut h: std::collections::BTreeSet<usize> = c.core.iter().copied().collect();
                 h.extend(conf.flipped.iter().copied());

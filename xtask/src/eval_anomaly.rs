@@ -10,7 +10,8 @@
 //! training set as CSV with a `truth` JSON beside it, for comparisons with
 //! other tools), `--only A,B` (only the variants whose family or name
 //! contains one of the comma-separated strings), `--verbose` (flags per
-//! detector for each digits variant).
+//! detector for each digits variant), `--export-only` (with `--export`: write
+//! the inputs and skip the scans).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -75,6 +76,10 @@ fn prf(flagged: &HashSet<SampleId>, truth: &HashSet<SampleId>) -> (f64, f64, f64
         0.0
     };
     (p, r, f)
+}
+
+fn export_flag(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--export-only") && flag(args, "--export").is_some()
 }
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
@@ -362,6 +367,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .context("--text-n")?
         .unwrap_or(20_000);
     let full = args.iter().any(|a| a == "--full");
+    let export_only = export_flag(args);
     let export = flag(args, "--export").map(PathBuf::from);
     let only: Vec<&str> = flag(args, "--only")
         .map(|s| s.split(',').filter(|x| !x.is_empty()).collect())
@@ -397,6 +403,9 @@ pub fn run(args: &[String]) -> Result<()> {
                     dir.join(format!("{stem}.truth.json")),
                     serde_json::to_vec(&meta)?,
                 )?;
+            }
+            if export_only {
+                continue;
             }
             let t0 = Instant::now();
             let out = scan(&p.dataset, &params, seed)?;
@@ -474,6 +483,9 @@ pub fn run(args: &[String]) -> Result<()> {
                     dir.join(format!("{stem}.truth.json")),
                     serde_json::to_vec(&meta)?,
                 )?;
+            }
+            if export_only {
+                continue;
             }
             let t0 = Instant::now();
             let out = scan(&p.dataset, &params, seed)?;
