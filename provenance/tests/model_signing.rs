@@ -9,6 +9,8 @@
 //! (skipped with a notice otherwise, a failure if
 //! `MITHRIDATE_REQUIRE_MODEL_SIGNING=1`): both directions against the tool.
 
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
