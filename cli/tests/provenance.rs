@@ -367,3 +367,82 @@ fn lineage_text_and_dot() {
     let o = run(&["manifest", "lineage", p(&mr), p(&mc), "--json"]);
     assert_eq!(json(&o)["edges"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn shard_manifests_merge_into_the_single_machine_root() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    dataset(&data);
+    let whole = work.path().join("whole.json");
+    let o = run(&[
+        "manifest",
+        "create",
+        p(&data),
+        "-o",
+        p(&whole),
+        "--records",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let root = json(&o)["root"].as_str().unwrap().to_owned();
+
+    let s0 = work.path().join("s0.json");
+    let s1 = work.path().join("s1.json");
+    for (out, files) in [
+        (&s0, vec!["shards/part-0.jsonl", "meta.csv"]),
+        (&s1, vec!["shards/part-1.jsonl"]),
+    ] {
+        let mut args = vec!["manifest", "create", p(&data), "-o", p(out), "--records"];
+        for f in files {
+            args.extend(["--file", f]);
+        }
+        let o = run(&args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let merged = work.path().join("merged.json");
+    let o = run(&[
+        "manifest",
+        "merge",
+        p(&s0),
+        p(&s1),
+        "-o",
+        p(&merged),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let doc = json(&o);
+    assert_eq!(doc["root"].as_str().unwrap(), root);
+    assert_eq!(doc["shards"], 2);
+    assert_eq!(doc["records"], 62);
+    // The merged manifest verifies the data like the single-machine one.
+    let o = run(&["manifest", "verify", p(&data), "--manifest", p(&merged)]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    // A shard naming a file outside the dataset is an input error.
+    let o = run(&[
+        "manifest",
+        "create",
+        p(&data),
+        "-o",
+        p(&s0),
+        "--file",
+        "../whole.json",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    // Two shards disagreeing about one file: refused, the path named.
+    std::fs::write(data.join("meta.csv"), "id,x\nr1,1\nr2,3\n").unwrap();
+    let o = run(&[
+        "manifest",
+        "create",
+        p(&data),
+        "-o",
+        p(&s1),
+        "--records",
+        "--file",
+        "meta.csv",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&["manifest", "merge", p(&s0), p(&s1), "-o", p(&merged)]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("meta.csv"), "{}", stderr(&o));
+}

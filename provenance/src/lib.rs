@@ -13,6 +13,9 @@
 //!   every changed, added or removed file and every changed, inserted,
 //!   deleted or moved record; [`diff_manifests`] does the same for two
 //!   manifests; [`LineageGraph`] draws how datasets derive from each other.
+//! - [`create_shard_manifest`] / [`manifest_from_bytes`] hash one shard of a
+//!   dataset anywhere; [`merge_manifests`] joins the shards into the manifest
+//!   (and root) a single machine would have made.
 //! - [`VerifyDefense`] runs verification as a pipeline [`mithridate_core::Defense`].
 //!
 //! Hashing is generic over [`StreamDigest`] (a RustCrypto `Digest`), BLAKE3 by
@@ -43,6 +46,7 @@ pub mod lineage;
 pub mod manifest;
 pub mod model_signing;
 pub mod records;
+pub mod shard;
 pub mod verify;
 mod walk;
 
@@ -66,5 +70,6 @@ pub use manifest::{
     DEFAULT_ID_FIELD, MANIFEST_SCHEMA,
 };
 pub use records::RecordFormat;
+pub use shard::{create_shard_manifest, manifest_from_bytes, merge_manifests, MergeOptions};
 pub use verify::{verify_manifest, verify_manifest_with, VerifyOptions, VerifyOutcome};
 pub use walk::check_rel_path;

@@ -265,7 +265,17 @@ pub(crate) fn hash_entry(
     id_field: &str,
 ) -> Result<FileEntry> {
     let bytes = FileBytes::open(abs)?;
-    let data = bytes.as_slice();
+    Ok(entry_from_bytes(alg, rel, bytes.as_slice(), fmt, id_field))
+}
+
+/// An entry for `data` under the name `rel` (already checked).
+pub(crate) fn entry_from_bytes(
+    alg: Algorithm,
+    rel: &str,
+    data: &[u8],
+    fmt: Option<RecordFormat>,
+    id_field: &str,
+) -> FileEntry {
     let digest = with_digest!(alg, D => digest_bytes::<D>(data));
     let records = match fmt {
         None => None,
@@ -277,12 +287,12 @@ pub(crate) fn hash_entry(
             }
         },
     };
-    Ok(FileEntry {
+    FileEntry {
         path: rel.to_owned(),
         size: data.len() as u64,
         digest: hex::encode(digest),
         records,
-    })
+    }
 }
 
 /// Record digests of `data` as a [`RecordSet`] with its root filled in.

@@ -83,7 +83,7 @@ pub(crate) fn walk(root: &Path, ignore: &[PathBuf]) -> Result<Walk> {
 
 /// The `/`-separated path of `path` relative to `root`, checked like a
 /// manifest path so that what create writes, load accepts.
-fn rel_string(root: &Path, path: &Path) -> Result<String> {
+pub(crate) fn rel_string(root: &Path, path: &Path) -> Result<String> {
     let rel = path.strip_prefix(root).map_err(|_| {
         Error::data(format!(
             "{} is not under {}",

@@ -1,4 +1,4 @@
-//! `mithridate keygen` and `mithridate manifest create | sign | verify | diff | lineage`:
+//! `mithridate keygen` and `mithridate manifest create | sign | verify | diff | lineage | merge`:
 //! layer 1, provenance. Glue over `mithridate-provenance`.
 
 use std::path::{Path, PathBuf};
@@ -59,6 +59,8 @@ pub enum ManifestCommand {
     Diff(DiffArgs),
     /// The lineage graph of several manifests, as text and Graphviz DOT.
     Lineage(LineageArgs),
+    /// Merge shard manifests (`create --file`) into one dataset manifest.
+    Merge(MergeArgs),
 }
 
 /// `manifest create`.
@@ -102,6 +104,21 @@ pub struct CreateArgs {
     /// Step that derived this dataset from its parents (e.g. dedup, filter).
     #[arg(long, requires = "parents")]
     pub step: Option<String>,
+    /// Hash only this file (relative to PATH) into a shard manifest, to be
+    /// joined with `manifest merge`; repeatable.
+    #[arg(long = "file")]
+    pub files: Vec<PathBuf>,
+}
+
+/// `manifest merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard manifests (plain or signed; signatures are not checked here).
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Merged manifest to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 /// `manifest sign`.
@@ -186,6 +203,7 @@ pub fn run(args: ManifestArgs, g: &Global) -> anyhow::Result<Outcome> {
         ManifestCommand::Verify(a) => verify(a, g),
         ManifestCommand::Diff(a) => diff(a, g),
         ManifestCommand::Lineage(a) => lineage(a, g),
+        ManifestCommand::Merge(a) => merge(a, g),
     }
 }
 
@@ -221,7 +239,11 @@ fn create(a: CreateArgs, g: &Global) -> anyhow::Result<Outcome> {
     };
     let bar = g.progress();
     bar.start("hashing", None);
-    let m = prov::create_manifest(&a.path, &opts);
+    let m = if a.files.is_empty() {
+        prov::create_manifest(&a.path, &opts)
+    } else {
+        prov::create_shard_manifest(&a.path, &a.files, &opts)
+    };
     bar.finish();
     let m = m?;
     m.save(&a.output)?;
@@ -380,6 +402,37 @@ fn diff(a: DiffArgs, g: &Global) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::gate(!changes.is_empty()))
+}
+
+fn merge(a: MergeArgs, g: &Global) -> anyhow::Result<Outcome> {
+    let shards = a
+        .shards
+        .iter()
+        .map(|p| {
+            prov::load_any(p)
+                .map(|l| l.manifest)
+                .with_context(|| format!("shard {}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let m = prov::merge_manifests(&shards, &prov::MergeOptions::default())?;
+    m.save(&a.output)?;
+    let doc = json!({
+        "manifest": a.output, "root": m.root, "algorithm": m.algorithm,
+        "shards": shards.len(), "files": m.files.len(), "records": m.record_count(),
+        "bytes": m.files.iter().map(|f| f.size).sum::<u64>(),
+    });
+    if !g.emit_json(&doc)? {
+        g.say(format!(
+            "wrote {}: {} shards, {} files, {} records, {} root {}",
+            a.output.display(),
+            shards.len(),
+            m.files.len(),
+            m.record_count(),
+            m.algorithm,
+            m.root
+        ));
+    }
+    Ok(Outcome::Pass)
 }
 
 fn lineage(a: LineageArgs, g: &Global) -> anyhow::Result<Outcome> {
