@@ -834,7 +834,6 @@ impl TextEvidence {
             .collect();
         let mut ev = Self::new(plan);
         let mut h = Vec::new();
-        let mut keys = Vec::new();
         let mut carried: Vec<(usize, u32, u8)> = Vec::new();
         let mut skip: Vec<u64> = Vec::new();
         for (id, text, label) in records {
@@ -846,12 +845,26 @@ impl TextEvidence {
                 )));
             }
             token_hashes(text, &mut h);
-            ngram_keys(&h, plan.max_ngram, &mut keys);
+            // Keys computed on the fly and looked up (no sort): carriers are
+            // rare, so only the hits are deduplicated, keeping the first
+            // occurrence of each candidate.
             carried.clear();
-            carried.extend(
-                keys.iter()
-                    .filter_map(|&(key, start, len)| want.get(&key).map(|&ci| (ci, start, len))),
-            );
+            for i in 0..h.len() {
+                let mut key = combine(0x6e67, h[i]);
+                for len in 1..=plan.max_ngram {
+                    if len > 1 {
+                        if i + len > h.len() {
+                            break;
+                        }
+                        key = combine(key, h[i + len - 1]);
+                    }
+                    if let Some(&ci) = want.get(&key) {
+                        if !carried.iter().any(|c| c.0 == ci) {
+                            carried.push((ci, i as u32, len as u8));
+                        }
+                    }
+                }
+            }
             skip.clear();
             for &(ci, start, len) in &carried {
                 if plan.candidates[ci].class == label {
