@@ -19,10 +19,11 @@
 //! | [`Method::CenteredClipping`] | none (Karimireddy et al. 2021) | used |
 //!
 //! Layout: `updates` is `n x d`, one client per row, row-major. Coordinate-wise
-//! rules work on blocks of columns (gathered into a small transposed buffer that
-//! stays in cache) in parallel with rayon; distance-based rules compute the
-//! `n x n` matrix of squared distances once, block by block, and never hold
-//! anything larger.
+//! rules copy tiles of 64 columns of all clients into an L1-resident buffer
+//! and sort each tile with a sorting network (lane-wise min/max, no branch on
+//! the data), tiles in parallel with rayon; distance-based rules compute the
+//! `n x n` matrix of squared distances once, tile by tile with a
+//! register-blocked kernel, and never hold anything larger.
 //!
 //! ```
 //! use mithridate_robust::aggregate::{aggregate, Method};
