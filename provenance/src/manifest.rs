@@ -329,7 +329,9 @@ impl FileBytes {
             f.read_to_end(&mut v).map_err(|e| Error::io(path, e))?;
             return Ok(FileBytes::Owned(v));
         }
-        map(&f).map(FileBytes::Map).map_err(|e| Error::io(path, e))
+        map(&f, len <= POPULATE_MAX)
+            .map(FileBytes::Map)
+            .map_err(|e| Error::io(path, e))
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {
@@ -340,15 +342,25 @@ impl FileBytes {
     }
 }
 
-/// The one `unsafe` block of the crate.
+/// Files up to this size are mapped with all their pages at once (one
+/// system call instead of a page fault per few pages); larger ones are
+/// faulted in as they are hashed, so that a file larger than memory is not
+/// read in full before hashing starts.
+const POPULATE_MAX: u64 = 1 << 30;
+
+/// The one `unsafe` block of the crate outside the vector code.
 #[allow(unsafe_code)]
-fn map(f: &File) -> std::io::Result<memmap2::Mmap> {
+fn map(f: &File, populate: bool) -> std::io::Result<memmap2::Mmap> {
+    let mut opts = memmap2::MmapOptions::new();
+    if populate {
+        opts.populate();
+    }
     // SAFETY: the map is read-only and private to this process. If another
     // process truncates the file while it is mapped, reading the lost pages
     // raises SIGBUS (the process dies; no wrong digest is ever produced).
     // Modifying it in place changes the bytes being hashed, exactly as a
     // concurrent write would with read(2); the digest then mismatches.
-    unsafe { memmap2::MmapOptions::new().map(f) }
+    unsafe { opts.map(f) }
 }
 
 fn check_lineage(l: &Lineage) -> std::result::Result<(), String> {
@@ -478,7 +490,7 @@ impl Manifest {
     /// the file (one indented line per record id).
     pub fn to_json_vec(&self) -> Result<Vec<u8>> {
         let r = if self.record_count() > COMPACT_ABOVE {
-            serde_json::to_vec(self)
+            self.compact_parts().map(|p| p.concat())
         } else {
             serde_json::to_vec_pretty(self)
         };
@@ -488,15 +500,61 @@ impl Manifest {
     /// Write to `path` atomically (temp file + rename), formatted as
     /// [`Manifest::to_json_vec`].
     pub fn save(&self, path: &Path) -> Result<()> {
-        let compact = self.record_count() > COMPACT_ABOVE;
+        if self.record_count() > COMPACT_ABOVE {
+            let parts = self
+                .compact_parts()
+                .map_err(|e| Error::data(format!("serializing manifest: {e}")))?;
+            return mithridate_core::io::atomic::write_atomic(path, |w| {
+                for p in &parts {
+                    w.write_all(p)?;
+                }
+                w.write_all(b"\n")
+            });
+        }
         mithridate_core::io::atomic::write_atomic(path, |w| {
-            if compact {
-                serde_json::to_writer(&mut *w, self).map_err(std::io::Error::other)?;
-            } else {
-                serde_json::to_writer_pretty(&mut *w, self).map_err(std::io::Error::other)?;
-            }
+            serde_json::to_writer_pretty(&mut *w, self).map_err(std::io::Error::other)?;
             w.write_all(b"\n")
         })
+    }
+
+    /// Compact JSON in pieces that, concatenated, are byte for byte what
+    /// `serde_json::to_vec` writes. The file entries are serialized in
+    /// parallel: in a record-level manifest they are nearly all of the bytes
+    /// (leaves and ids); the rest is serialized once, without them, and the
+    /// entries go where serde would have put them.
+    fn compact_parts(&self) -> serde_json::Result<Vec<Vec<u8>>> {
+        let entries = self
+            .files
+            .par_iter()
+            .map(serde_json::to_vec)
+            .collect::<serde_json::Result<Vec<_>>>()?;
+        let head = Manifest {
+            schema: self.schema.clone(),
+            algorithm: self.algorithm,
+            root: self.root.clone(),
+            metadata: self.metadata.clone(),
+            lineage: self.lineage.clone(),
+            files: Vec::new(),
+            exclude: self.exclude.clone(),
+        };
+        let top = serde_json::to_vec(&head)?;
+        // The one unescaped `"files":[` is the field itself: inside a JSON
+        // string every quote is escaped.
+        const FIELD: &[u8] = b"\"files\":[";
+        let Some(at) = top.windows(FIELD.len()).position(|w| w == FIELD) else {
+            return Ok(vec![serde_json::to_vec(self)?]);
+        };
+        let cut = at + FIELD.len();
+        let mut parts = Vec::with_capacity(2 * entries.len() + 2);
+        parts.push(top[..cut].to_vec());
+        for (i, e) in entries.into_iter().enumerate() {
+            if i > 0 {
+                parts.push(b",".to_vec());
+            }
+            parts.push(e);
+        }
+        parts.push(top[cut..].to_vec());
+        Ok(parts)
     }
 
     /// Read and check a plain manifest file (see [`crate::load_any`] for
@@ -610,6 +668,25 @@ mod tests {
             m.save(&p).unwrap();
             assert_eq!(Manifest::load(&p).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn compact_parts_are_serde_json() {
+        let (_d, mut m) = sample(true, Algorithm::Blake3);
+        m.metadata.notes = Some("a \"files\":[] note".into());
+        m.lineage = Some(Lineage {
+            parents: vec![hex::encode([1u8; 32])],
+            step: "dedup".into(),
+        });
+        assert_eq!(
+            m.compact_parts().unwrap().concat(),
+            serde_json::to_vec(&m).unwrap()
+        );
+        m.files.clear();
+        assert_eq!(
+            m.compact_parts().unwrap().concat(),
+            serde_json::to_vec(&m).unwrap()
+        );
     }
 
     #[test]
