@@ -94,10 +94,15 @@ def _labels_task(paths, label_field="label"):
 
 
 def run_spark(spark, root: pathlib.Path, partitions: int) -> dict[str, Any]:
-    """The distributed job: label set, pass 1, plan, pass 2, decision."""
+    """The distributed job: shard manifests merged into one; then the scan's
+    label set, pass 1, plan, pass 2, decision."""
     sc = spark.sparkContext
     files = sorted(str(p) for p in root.glob("*.jsonl"))
     rdd = sc.parallelize(files, partitions).cache()
+    t0 = time.perf_counter()
+    shards = rdd.mapPartitions(functools.partial(dist.manifest_task, root=str(root), records=True)).collect()
+    manifest = m.merge_manifests(shards)
+    manifest_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     names = sorted(set().union(*rdd.mapPartitions(_labels_task).collect()))
     index = {n: i for i, n in enumerate(names)}
@@ -112,6 +117,10 @@ def run_spark(spark, root: pathlib.Path, partitions: int) -> dict[str, Any]:
     decision = plan.decide(evidence, names)
     scan_seconds = time.perf_counter() - t0
     return {
+        "root": manifest.root,
+        "shards": len(shards),
+        "manifest_records": manifest.record_count,
+        "manifest_seconds": manifest_seconds,
         "label_names": names,
         "records": stats.records,
         "flagged_ids": [f["id"] for f in decision["flagged"]],
@@ -121,7 +130,10 @@ def run_spark(spark, root: pathlib.Path, partitions: int) -> dict[str, Any]:
 
 
 def run_single(root: pathlib.Path) -> dict[str, Any]:
-    """The same on one machine: read everything, one ``scan_text``."""
+    """The same on one machine: one ``create_manifest``, one ``scan_text``."""
+    t0 = time.perf_counter()
+    manifest = m.create_manifest(root, records=True)
+    manifest_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     ids, texts, labels = [], [], []
     for p in sorted(root.glob("*.jsonl")):
@@ -132,7 +144,12 @@ def run_single(root: pathlib.Path) -> dict[str, Any]:
                 texts.append(rec["text"])
                 labels.append(rec["label"])
     res = m.scan_text(texts, labels, ids=ids)
-    return {"flagged_ids": sorted(res.flagged_ids), "scan_seconds": time.perf_counter() - t0}
+    return {
+        "root": manifest.root,
+        "manifest_seconds": manifest_seconds,
+        "flagged_ids": sorted(res.flagged_ids),
+        "scan_seconds": time.perf_counter() - t0,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -158,12 +175,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "partitions": args.partitions,
             "files": args.files,
             "records": dist_res["records"],
+            "shard_manifests": dist_res["shards"],
+            "root_equal": dist_res["root"] == single["root"],
+            "root": dist_res["root"],
+            "manifest_records": dist_res["manifest_records"],
             "poisoned": len(bad),
             "flagged": len(dist_res["flagged_ids"]),
             "flagged_equal": dist_res["flagged_ids"] == single["flagged_ids"],
             "poisoned_found": len(set(bad) & set(dist_res["flagged_ids"])),
             "triggers": dist_res["triggers"],
             "spark_seconds": round(spark_seconds, 3),
+            "spark_manifest_seconds": round(dist_res["manifest_seconds"], 3),
+            "spark_scan_seconds": round(dist_res["scan_seconds"], 3),
+            "single_manifest_seconds": round(single["manifest_seconds"], 3),
             "single_scan_seconds": round(single["scan_seconds"], 3),
         }
     print(json.dumps(figures))

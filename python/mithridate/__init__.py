@@ -4,7 +4,9 @@ The Python face of the Rust crates, in one wheel:
 
 - provenance: :func:`create_manifest`, :func:`verify_manifest`, :class:`Manifest`
   (BLAKE3/SHA-256 Merkle manifests of a dataset directory, record-level for
-  JSONL, CSV and NPY), :func:`sign` / :func:`verify_signature` (DSSE, Ed25519);
+  JSONL, CSV and NPY), :func:`create_shard_manifest` / :func:`manifest_from_bytes`
+  / :func:`merge_manifests` (a manifest made in pieces on many machines, with
+  the single-machine root), :func:`sign` / :func:`verify_signature` (DSSE, Ed25519);
 - anomaly: :func:`scan` (the default detector suite on numeric features and
   labels, numpy or pandas) and :func:`scan_text` (text trigger mining);
 - robust: :func:`epsilon`, :func:`epsilon_rdp`, :func:`epsilon_pld`,
@@ -39,10 +41,13 @@ from ._native import (
     VerifyResult,
     calibrate_sigma,
     create_manifest,
+    create_shard_manifest,
     epsilon,
     epsilon_pld,
     epsilon_rdp,
     generate_keypair,
+    manifest_from_bytes,
+    merge_manifests,
     sign,
     verify_manifest,
     verify_signature,
@@ -69,10 +74,13 @@ __all__ = [
     "aggregate_detailed",
     "calibrate_sigma",
     "create_manifest",
+    "create_shard_manifest",
     "epsilon",
     "epsilon_pld",
     "epsilon_rdp",
     "generate_keypair",
+    "manifest_from_bytes",
+    "merge_manifests",
     "scan",
     "scan_text",
     "sign",

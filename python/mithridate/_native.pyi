@@ -156,6 +156,22 @@ def create_manifest(
     exclude: Optional[Sequence[_Path]] = None,
     metadata: Optional[dict[str, str]] = None,
 ) -> Manifest: ...
+def create_shard_manifest(
+    root: _Path,
+    files: Sequence[_Path],
+    *,
+    records: bool = False,
+    algorithm: str = "blake3",
+    id_field: Optional[str] = None,
+) -> Manifest: ...
+def manifest_from_bytes(
+    items: Sequence[tuple[str, bytes]],
+    *,
+    records: bool = False,
+    algorithm: str = "blake3",
+    id_field: Optional[str] = None,
+) -> Manifest: ...
+def merge_manifests(shards: Sequence[Manifest], *, metadata: Optional[dict[str, str]] = None) -> Manifest: ...
 def verify_manifest(
     root: _Path, manifest: Manifest, *, ignore: Optional[Sequence[_Path]] = None
 ) -> VerifyResult: ...

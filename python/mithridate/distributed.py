@@ -10,6 +10,10 @@ partitions followed by a merge::
     evidence = merge_all(text_evidence_of(part, plan) for part in parts)  # pass 2
     decision = plan.decide(evidence)                                      # driver
 
+A dataset manifest is one map and one merge: :func:`manifest_task` hashes a
+partition's files into a shard manifest, :func:`mithridate.merge_manifests`
+joins the shards into the manifest (and root) one machine would make.
+
 Records are ``(id, text, label)`` triples with integer ids unique across all
 partitions (a row number) and labels in ``0..n_classes``. Every state object
 pickles, so it can be returned from a Spark task or a Ray worker.
@@ -19,10 +23,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional, Sequence, TypeVar
 
-from ._native import TextEvidence, TextPlan, TextStats
+from ._native import Manifest, TextEvidence, TextPlan, TextStats, create_shard_manifest
 
 __all__ = [
     "jsonl_rows",
+    "manifest_task",
     "merge_all",
     "merged",
     "scan_text_partitions",
@@ -211,3 +216,18 @@ def unpack_states(rows: Iterable[dict[str, Any]]) -> list[Any]:
     import pickle
 
     return [pickle.loads(r["state"]) for r in rows]
+
+
+def manifest_task(
+    paths: Iterable[str],
+    root: str,
+    records: bool = False,
+    algorithm: str = "blake3",
+    id_field: Optional[str] = None,
+) -> list[Manifest]:
+    """A ``mapPartitions`` task: the shard manifest of one partition's files
+    (paths relative to the dataset ``root`` or absolute inside it)."""
+    files = list(paths)
+    if not files:
+        return []
+    return [create_shard_manifest(root, files, records=records, algorithm=algorithm, id_field=id_field)]

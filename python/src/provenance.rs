@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use mithridate_provenance::{
-    create_manifest as create, keys, sign_manifest, verify_envelope, verify_manifest_with,
+    create_manifest as create, keys, shard, sign_manifest, verify_envelope, verify_manifest_with,
     Algorithm, CreateOptions, Manifest, Metadata, VerifyOptions, VerifyOutcome,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::error::{IntoPyResult, InvalidParameterError};
 use crate::json_to_py;
@@ -153,6 +153,13 @@ impl PyManifest {
         verify_impl(py, &root, &self.inner, ignore)
     }
 
+    /// Pickle through the JSON form (Spark and Ray ship shard manifests).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let json = slf.get().to_json()?;
+        let from_json = slf.get_type().getattr("from_json")?;
+        (from_json, (json,)).into_pyobject(slf.py())
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "Manifest(root='{}', algorithm='{}', files={}, records={})",
@@ -277,6 +284,78 @@ fn create_manifest(
     Ok(PyManifest { inner })
 }
 
+/// Hash the files `files` (relative to `root`, or absolute inside it) of the
+/// dataset under `root` into a shard manifest: exactly the entries a manifest
+/// of the whole dataset holds for those files.
+#[pyfunction]
+#[pyo3(signature = (root, files, *, records = false, algorithm = "blake3", id_field = None))]
+fn create_shard_manifest(
+    py: Python<'_>,
+    root: PathBuf,
+    files: Vec<PathBuf>,
+    records: bool,
+    algorithm: &str,
+    id_field: Option<String>,
+) -> PyResult<PyManifest> {
+    let opts = CreateOptions {
+        records,
+        algorithm: self::algorithm(algorithm)?,
+        id_field,
+        ..CreateOptions::default()
+    };
+    let inner = py
+        .detach(|| shard::create_shard_manifest(&root, &files, &opts))
+        .py()?;
+    Ok(PyManifest { inner })
+}
+
+/// Hash in-memory files `(path, bytes)` into a shard manifest, as if they
+/// were files at those paths under the dataset root.
+#[pyfunction]
+#[pyo3(signature = (items, *, records = false, algorithm = "blake3", id_field = None))]
+fn manifest_from_bytes(
+    py: Python<'_>,
+    items: Vec<(String, Bound<'_, PyBytes>)>,
+    records: bool,
+    algorithm: &str,
+    id_field: Option<String>,
+) -> PyResult<PyManifest> {
+    let opts = CreateOptions {
+        records,
+        algorithm: self::algorithm(algorithm)?,
+        id_field,
+        ..CreateOptions::default()
+    };
+    let pairs: Vec<(&str, &[u8])> = items
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_bytes()))
+        .collect();
+    // `bytes` objects are immutable and `items` keeps them alive, so their
+    // buffers stay valid while the GIL is released.
+    let inner = py
+        .detach(|| shard::manifest_from_bytes(&pairs, &opts))
+        .py()?;
+    Ok(PyManifest { inner })
+}
+
+/// Merge shard manifests into one dataset manifest whose root equals the
+/// single-machine root of the same files.
+#[pyfunction]
+#[pyo3(signature = (shards, *, metadata = None))]
+fn merge_manifests(
+    shards: Vec<PyRef<'_, PyManifest>>,
+    metadata: Option<HashMap<String, String>>,
+) -> PyResult<PyManifest> {
+    let all: Vec<Manifest> = shards.iter().map(|s| s.inner.clone()).collect();
+    let opts = shard::MergeOptions {
+        metadata: metadata.map(|m| self::metadata(Some(m))).transpose()?,
+        lineage: None,
+    };
+    Ok(PyManifest {
+        inner: shard::merge_manifests(&all, &opts).py()?,
+    })
+}
+
 /// Verify the data under `root` against `manifest`.
 #[pyfunction]
 #[pyo3(signature = (root, manifest, *, ignore = None))]
@@ -334,6 +413,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<VerifyResult>()?;
     m.add_function(wrap_pyfunction!(create_manifest, m)?)?;
     m.add_function(wrap_pyfunction!(verify_manifest, m)?)?;
+    m.add_function(wrap_pyfunction!(create_shard_manifest, m)?)?;
+    m.add_function(wrap_pyfunction!(manifest_from_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_manifests, m)?)?;
     m.add_function(wrap_pyfunction!(generate_keypair, m)?)?;
     m.add_function(wrap_pyfunction!(sign, m)?)?;
     m.add_function(wrap_pyfunction!(verify_signature, m)?)?;

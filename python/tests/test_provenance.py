@@ -100,3 +100,29 @@ def test_errors_name_what_is_wrong(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(m.ParseError, match="bad.json"):
         m.Manifest.load(bad)
+
+
+def test_shard_manifests_merge_into_the_single_machine_root(tmp_path):
+    import pickle
+
+    data = tmp_path / "data"
+    _dataset(data)
+    whole = m.create_manifest(data, records=True)
+    a = m.create_shard_manifest(data, ["train.jsonl"], records=True)
+    b = m.create_shard_manifest(data, [data / "sub" / "eval.csv"], records=True)
+    c = m.manifest_from_bytes([("README", (data / "README").read_bytes())], records=True)
+    assert a.paths == ["train.jsonl"] and b.paths == ["sub/eval.csv"]
+    shards = [pickle.loads(pickle.dumps(x)) for x in (c, a, b)]
+    merged = m.merge_manifests(shards)
+    assert merged.root == whole.root
+    assert merged.paths == whole.paths and merged.record_count == whole.record_count
+    assert m.verify_manifest(data, merged).ok
+    # A retried shard counts once; conflicting content is refused.
+    assert m.merge_manifests([a, a, b, c]).root == whole.root
+    fake = m.manifest_from_bytes([("train.jsonl", b'{"id": 1}\n')], records=True)
+    with pytest.raises(m.MithridateError, match="train.jsonl"):
+        m.merge_manifests([a, fake])
+    with pytest.raises(m.MithridateError):
+        m.merge_manifests([])
+    with pytest.raises(m.MithridateError):
+        m.create_shard_manifest(data, ["../outside.txt"])

@@ -36,13 +36,16 @@ def spark():
     s.stop()
 
 
-def test_spark_scan_equals_single_machine(tmp_path, spark):
+def test_spark_manifest_and_scan_equal_single_machine(tmp_path, spark):
     ex = _example()
     root = tmp_path / "data"
     bad = ex.write_dataset(root, records=6000, files=9, poisoned=20, seed=4)
     single = ex.run_single(root)
     dist = ex.run_spark(spark, root, partitions=3)
     assert dist["records"] == 6000
+    assert dist["shards"] == 3
+    assert dist["root"] == single["root"]
+    assert dist["manifest_records"] == 6000
     assert dist["flagged_ids"] == single["flagged_ids"]
     assert set(bad) <= set(dist["flagged_ids"])
     assert dist["triggers"] == ["cf zeta"]
