@@ -1,9 +1,11 @@
-"""Text trigger scan of a sharded JSONL data set with Ray Data.
+"""Manifest and text trigger scan of a sharded JSONL data set with Ray Data.
 
-``ray.data.read_json`` reads the shards into blocks; ``map_batches`` counts
+A dataset of the shard paths is mapped to shard manifests, merged on the
+driver into the dataset manifest. ``ray.data.read_json`` reads the shards into blocks; ``map_batches`` counts
 each batch (pass 1), the driver merges the counts and plans, ``map_batches``
 gathers each batch's evidence (pass 2), the driver merges and decides. The
-result is checked against the single-machine ``scan_text``.
+results are checked against the single-machine ``create_manifest`` and
+``scan_text``.
 
     python examples/ray_scan.py --records 20000 --files 16
 
@@ -26,14 +28,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from spark_manifest_scan import run_single, write_dataset  # noqa: E402
 
+import mithridate as m  # noqa: E402
 from mithridate import distributed as dist  # noqa: E402
 
 
 def run_ray(root: pathlib.Path, batch_size: int = 2048) -> dict[str, Any]:
     import ray
 
+    files = sorted(str(p) for p in root.glob("*.jsonl"))
     t0 = time.perf_counter()
-    ds = ray.data.read_json(sorted(str(p) for p in root.glob("*.jsonl")))
+    shards = dist.unpack_states(
+        ray.data.from_items([{"path": f} for f in files])
+        .map_batches(
+            functools.partial(dist.manifest_batch, root=str(root), records=True),
+            batch_size=4,
+            batch_format="numpy",
+        )
+        .take_all()
+    )
+    manifest = m.merge_manifests(shards)
+    ds = ray.data.read_json(files)
     names = sorted(str(v) for v in ds.unique("label"))
     index = {n: i for i, n in enumerate(names)}
     states = dist.unpack_states(
@@ -58,6 +72,8 @@ def run_ray(root: pathlib.Path, batch_size: int = 2048) -> dict[str, Any]:
     decision = plan.decide(evidence, names)
     return {
         "records": stats.records,
+        "root": manifest.root,
+        "shards": len(shards),
         "batches": batches,
         "flagged_ids": [f["id"] for f in decision["flagged"]],
         "triggers": [decision["triggers"][c["trigger"]]["phrase"] for c in decision["confirmed"]],
@@ -88,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "batches": res["batches"],
         "records": res["records"],
+        "shard_manifests": res["shards"],
+        "root_equal": res["root"] == single["root"],
         "poisoned": len(bad),
         "flagged": len(res["flagged_ids"]),
         "flagged_equal": res["flagged_ids"] == single["flagged_ids"],

@@ -27,6 +27,7 @@ from ._native import Manifest, TextEvidence, TextPlan, TextStats, create_shard_m
 
 __all__ = [
     "jsonl_rows",
+    "manifest_batch",
     "manifest_task",
     "merge_all",
     "merged",
@@ -231,3 +232,21 @@ def manifest_task(
     if not files:
         return []
     return [create_shard_manifest(root, files, records=records, algorithm=algorithm, id_field=id_field)]
+
+
+def manifest_batch(
+    batch: Any,
+    root: str,
+    path_col: str = "path",
+    records: bool = False,
+    algorithm: str = "blake3",
+    id_field: Optional[str] = None,
+) -> dict[str, Any]:
+    """A Ray Data ``map_batches`` task over a dataset of file paths: the shard
+    manifest of the batch's files, pickled in a one-row ``state`` column."""
+    import pickle
+
+    import numpy as np
+
+    shards = manifest_task([str(p) for p in batch[path_col]], root, records, algorithm, id_field)
+    return {"state": np.array([pickle.dumps(x) for x in shards], dtype=object)}

@@ -24,7 +24,7 @@ def _load(name):
     return mod
 
 
-def test_ray_scan_equals_single_machine(tmp_path):
+def test_ray_manifest_and_scan_equal_single_machine(tmp_path):
     ex = _load("ray_scan")
     root = tmp_path / "data"
     bad = ex.write_dataset(root, records=6000, files=6, poisoned=20, seed=5)
@@ -35,6 +35,8 @@ def test_ray_scan_equals_single_machine(tmp_path):
     finally:
         ray.shutdown()
     assert res["records"] == 6000
+    assert res["shards"] >= 2
+    assert res["root"] == single["root"]
     assert res["batches"] >= 9
     assert res["flagged_ids"] == single["flagged_ids"]
     assert set(bad) <= set(res["flagged_ids"])
