@@ -69,7 +69,7 @@ pub use manifest::{
     create_manifest, CreateOptions, FileEntry, Lineage, Manifest, Metadata, RecordSet,
     DEFAULT_ID_FIELD, MANIFEST_SCHEMA,
 };
-pub use records::RecordFormat;
+pub use records::{RecordFormat, RecordIds};
 pub use shard::{create_shard_manifest, manifest_from_bytes, merge_manifests, MergeOptions};
 pub use verify::{verify_manifest, verify_manifest_with, VerifyOptions, VerifyOutcome};
 pub use walk::check_rel_path;

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::hash::{digest_bytes, leaf_hash, merkle_root, with_digest, Algorithm, StreamDigest};
-use crate::records::{record_digests, RecordDigests, RecordFormat};
+use crate::records::{record_digests, RecordDigests, RecordFormat, RecordIds};
 use crate::walk::{canonical_root, check_rel_path, walk};
 
 /// Schema URI of a manifest document, checked on load so that a file of
@@ -80,8 +80,8 @@ pub struct RecordSet {
     #[serde(with = "b64")]
     pub leaves: Vec<u8>,
     /// Record ids (empty when no record has one, else one per record).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ids: Vec<Option<String>>,
+    #[serde(default, skip_serializing_if = "RecordIds::is_empty")]
+    pub ids: RecordIds,
 }
 
 impl RecordSet {
@@ -92,11 +92,11 @@ impl RecordSet {
 
     /// Id of record `i`, if known.
     pub fn id(&self, i: usize) -> Option<&str> {
-        self.ids.get(i).and_then(|x| x.as_deref())
+        self.ids.get(i)
     }
 
     fn from_digests(r: RecordDigests, id_field: &str) -> Self {
-        let has_ids = r.ids.iter().any(Option::is_some);
+        let has_ids = r.ids.any();
         Self {
             format: r.format,
             count: r.count() as u64,
@@ -104,7 +104,7 @@ impl RecordSet {
             header: r.header.map(hex::encode),
             id_field: has_ids.then(|| id_field.to_owned()),
             leaves: r.leaves,
-            ids: if has_ids { r.ids } else { Vec::new() },
+            ids: if has_ids { r.ids } else { RecordIds::default() },
         }
     }
 }
@@ -756,7 +756,7 @@ mod tests {
                 metadata: Metadata::default(), lineage: None, exclude: vec![],
                 files: vec![FileEntry { path: "a.jsonl".into(), size: 3, digest: hex::encode([2u8; 32]),
                     records: Some(RecordSet { format: RecordFormat::Jsonl, count: 1, root: hex::encode([3u8; 32]),
-                        header: None, id_field: None, leaves: vec![4u8; 32], ids: vec![] }) }],
+                        header: None, id_field: None, leaves: vec![4u8; 32], ids: RecordIds::default() }) }],
             };
             let mut bytes = serde_json::to_vec(&m).unwrap();
             let i = pos % bytes.len();

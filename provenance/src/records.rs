@@ -38,6 +38,102 @@ impl RecordFormat {
     }
 }
 
+/// Record ids, one per record (each may be missing), stored as one string
+/// and offsets rather than a `String` per record: a large file has millions
+/// of records, and an allocation per id would cost more than hashing it.
+/// In JSON it is an array of strings and nulls.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordIds {
+    text: String,
+    ends: Vec<usize>,
+    present: Vec<bool>,
+}
+
+impl RecordIds {
+    /// Append the id of the next record.
+    pub fn push(&mut self, id: Option<&str>) {
+        self.text.push_str(id.unwrap_or(""));
+        self.ends.push(self.text.len());
+        self.present.push(id.is_some());
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// True when at least one record has an id.
+    pub fn any(&self) -> bool {
+        self.present.iter().any(|&p| p)
+    }
+
+    /// Id of record `i`, if it has one.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        if !*self.present.get(i)? {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.text.get(start..self.ends[i])
+    }
+
+    /// Every record's id, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Option<&str>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Append all of `other`.
+    pub fn append(&mut self, other: &RecordIds) {
+        let base = self.text.len();
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+        self.present.extend_from_slice(&other.present);
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<Option<S>> for RecordIds {
+    fn from_iter<I: IntoIterator<Item = Option<S>>>(iter: I) -> Self {
+        let mut ids = RecordIds::default();
+        for id in iter {
+            ids.push(id.as_ref().map(AsRef::as_ref));
+        }
+        ids
+    }
+}
+
+impl Serialize for RecordIds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordIds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RecordIds;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of record ids (strings or null)")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RecordIds, A::Error> {
+                let mut ids = RecordIds::default();
+                while let Some(id) = seq.next_element::<Option<std::borrow::Cow<'de, str>>>()? {
+                    ids.push(id.as_deref());
+                }
+                Ok(ids)
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
+
 /// Per-record digests of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordDigests {
@@ -45,8 +141,8 @@ pub struct RecordDigests {
     pub format: RecordFormat,
     /// Leaf hashes, concatenated (32 bytes each).
     pub leaves: Vec<u8>,
-    /// Record ids, one per record (None when the record has none).
-    pub ids: Vec<Option<String>>,
+    /// Record ids, one per record (missing when the record has none).
+    pub ids: RecordIds,
     /// Leaf hash of the header (CSV header row, NPY header), if the format has one.
     pub header: Option<Vec<u8>>,
 }
@@ -101,12 +197,12 @@ fn jsonl<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
         }
     }
     cuts.push(bytes.len());
-    let parts: Vec<(Vec<u8>, Vec<Option<String>>)> = cuts
+    let parts: Vec<(Vec<u8>, RecordIds)> = cuts
         .par_windows(2)
         .map(|w| {
             let chunk = &bytes[w[0]..w[1]];
             let mut leaves = Vec::with_capacity(chunk.len() / 8);
-            let mut ids = Vec::new();
+            let mut ids = RecordIds::default();
             let mut spans = Vec::new();
             let mut pos = 0;
             while pos < chunk.len() {
@@ -120,11 +216,9 @@ fn jsonl<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
                     pos = end + 1;
                 }
                 D::leaf_hashes(chunk, spans.iter().cloned(), &mut leaves);
-                ids.extend(
-                    spans
-                        .iter()
-                        .map(|s| json_top_level_id(&chunk[s.clone()], id_field)),
-                );
+                for s in &spans {
+                    ids.push(json_id(&chunk[s.clone()], id_field).as_deref());
+                }
             }
             (leaves, ids)
         })
@@ -132,12 +226,12 @@ fn jsonl<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
     let mut out = RecordDigests {
         format: RecordFormat::Jsonl,
         leaves: Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
-        ids: Vec::with_capacity(parts.iter().map(|p| p.1.len()).sum()),
+        ids: RecordIds::default(),
         header: None,
     };
     for (l, i) in parts {
         out.leaves.extend_from_slice(&l);
-        out.ids.extend(i);
+        out.ids.append(&i);
     }
     out
 }
@@ -177,6 +271,12 @@ fn find_newline(s: &[u8]) -> Option<usize> {
 /// records in reports, the digests are what is verified, and usually the id
 /// is the first key so the scan stops after a few bytes.
 pub fn json_top_level_id(line: &[u8], field: &str) -> Option<String> {
+    json_id(line, field).map(std::borrow::Cow::into_owned)
+}
+
+/// [`json_top_level_id`] without a copy when the id has no escapes.
+fn json_id<'a>(line: &'a [u8], field: &str) -> Option<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
     let mut p = Scan { b: line, i: 0 };
     p.ws();
     p.eat(b'{')?;
@@ -196,9 +296,11 @@ pub fn json_top_level_id(line: &[u8], field: &str) -> Option<String> {
                     let (s, e) = p.string()?;
                     let raw = &line[s + 1..e - 1];
                     if raw.contains(&b'\\') {
-                        serde_json::from_slice::<String>(&line[s..e]).ok()
+                        serde_json::from_slice::<String>(&line[s..e])
+                            .ok()
+                            .map(Cow::Owned)
                     } else {
-                        std::str::from_utf8(raw).ok().map(str::to_owned)
+                        std::str::from_utf8(raw).ok().map(Cow::Borrowed)
                     }
                 }
                 b'-' | b'0'..=b'9' => {
@@ -209,7 +311,7 @@ pub fn json_top_level_id(line: &[u8], field: &str) -> Option<String> {
                     ) {
                         p.i += 1;
                     }
-                    std::str::from_utf8(&line[s..p.i]).ok().map(str::to_owned)
+                    std::str::from_utf8(&line[s..p.i]).ok().map(Cow::Borrowed)
                 }
                 _ => None,
             };
@@ -308,7 +410,7 @@ fn csv<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
     let mut out = RecordDigests {
         format: RecordFormat::Csv,
         leaves: Vec::new(),
-        ids: Vec::new(),
+        ids: RecordIds::default(),
         header: None,
     };
     let Some((&(hs, he), data)) = rows.split_first() else {
@@ -317,7 +419,7 @@ fn csv<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
     let header = &bytes[hs..he];
     out.header = Some(leaf_hash::<D>(header).to_vec());
     let id_col = csv_fields(header).iter().position(|f| f.trim() == id_field);
-    let parts: Vec<(Vec<u8>, Vec<Option<String>>)> = data
+    let parts: Vec<(Vec<u8>, RecordIds)> = data
         .par_chunks(ROWS_PER_TASK)
         .map(|rows| {
             let mut leaves = Vec::with_capacity(rows.len() * 32);
@@ -335,7 +437,7 @@ fn csv<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
         .collect();
     for (l, ids) in parts {
         out.leaves.extend_from_slice(&l);
-        out.ids.extend(ids);
+        out.ids.append(&ids);
     }
     out
 }
@@ -383,7 +485,7 @@ fn npy<D: StreamDigest>(bytes: &[u8]) -> Result<RecordDigests, String> {
     let mut out = RecordDigests {
         format: RecordFormat::Npy,
         leaves: Vec::new(),
-        ids: Vec::new(),
+        ids: RecordIds::default(),
         header: Some(leaf_hash::<D>(&bytes[..h.data_offset]).to_vec()),
     };
     if rows == 0 {
@@ -410,7 +512,7 @@ fn npy<D: StreamDigest>(bytes: &[u8]) -> Result<RecordDigests, String> {
         })
         .collect();
     out.leaves = leaves.concat();
-    out.ids = vec![None; rows];
+    out.ids = std::iter::repeat_n(None::<&str>, rows).collect();
     Ok(out)
 }
 
@@ -426,7 +528,10 @@ mod tests {
         let text = b"{\"id\": \"a\", \"x\": 1}\n{\"x\": {\"id\": 9}, \"id\": 7}\n\n{\"y\":2}";
         let r = record_digests::<B>(text, RecordFormat::Jsonl, "id").unwrap();
         assert_eq!(r.count(), 4);
-        assert_eq!(r.ids, vec![Some("a".into()), Some("7".into()), None, None]);
+        assert_eq!(
+            r.ids.iter().collect::<Vec<_>>(),
+            [Some("a"), Some("7"), None, None]
+        );
         assert_eq!(
             &r.leaves[..32],
             leaf_hash::<B>(b"{\"id\": \"a\", \"x\": 1}").as_slice()
@@ -446,7 +551,7 @@ mod tests {
         assert!(text.len() > 2 * CHUNK);
         let r = record_digests::<B>(&text, RecordFormat::Jsonl, "id").unwrap();
         assert_eq!(r.count(), 60_000);
-        assert_eq!(r.ids[59_999].as_deref(), Some("59999"));
+        assert_eq!(r.ids.get(59_999), Some("59999"));
         let serial: Vec<u8> = lines(&text)
             .flat_map(|l| leaf_hash::<B>(l).to_vec())
             .collect();
@@ -458,7 +563,7 @@ mod tests {
         let text = b"label,id,text\n1,r1,\"two\nlines\"\n0,\"r,2\",plain\r\n";
         let r = record_digests::<B>(text, RecordFormat::Csv, "id").unwrap();
         assert_eq!(r.count(), 2);
-        assert_eq!(r.ids, vec![Some("r1".into()), Some("r,2".into())]);
+        assert_eq!(r.ids.iter().collect::<Vec<_>>(), [Some("r1"), Some("r,2")]);
         assert!(r.header.is_some());
     }
 
@@ -479,6 +584,15 @@ mod tests {
                 prop_assert_eq!(r.leaves.len(), 32 * r.count());
             }
             let _ = json_top_level_id(&bytes, "id");
+        }
+
+        #[test]
+        fn record_ids_are_a_json_array_of_optional_strings(ids in proptest::collection::vec(proptest::option::of(".{0,6}"), 0..20)) {
+            let compact: RecordIds = ids.iter().cloned().collect();
+            prop_assert_eq!(compact.iter().map(|x| x.map(str::to_owned)).collect::<Vec<_>>(), ids.clone());
+            let json = serde_json::to_string(&compact).unwrap();
+            prop_assert_eq!(&json, &serde_json::to_string(&ids).unwrap());
+            prop_assert_eq!(serde_json::from_str::<RecordIds>(&json).unwrap(), compact);
         }
 
         #[test]
