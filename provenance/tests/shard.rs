@@ -1,4 +1,5 @@
 //! Shard manifests merge into the single-machine manifest.
+#![allow(clippy::unwrap_used)] // test setup panics on failure by design
 
 use mithridate_provenance::{
     create_manifest, create_shard_manifest, manifest_from_bytes, merge_manifests, Algorithm,

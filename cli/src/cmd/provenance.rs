@@ -50,7 +50,7 @@ pub struct ManifestArgs {
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {
     /// Hash a dataset directory into a manifest.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Sign a manifest: in-toto Statement v1 in a DSSE envelope (Ed25519).
     Sign(SignArgs),
     /// Verify a dataset against a (signed) manifest; exit 1 on any mismatch.
@@ -198,7 +198,7 @@ pub fn run_keygen(args: KeygenArgs, g: &Global) -> anyhow::Result<Outcome> {
 /// Run a `manifest` subcommand.
 pub fn run(args: ManifestArgs, g: &Global) -> anyhow::Result<Outcome> {
     match args.command {
-        ManifestCommand::Create(a) => create(a, g),
+        ManifestCommand::Create(a) => create(*a, g),
         ManifestCommand::Sign(a) => sign(a, g),
         ManifestCommand::Verify(a) => verify(a, g),
         ManifestCommand::Diff(a) => diff(a, g),
