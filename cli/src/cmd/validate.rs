@@ -91,7 +91,8 @@ impl DataArgs {
 /// Where the model is: a saved built-in model, a command or an endpoint.
 #[derive(Debug, Clone, clap::Args)]
 struct ModelArgs {
-    /// A built-in model saved as JSON (by `mithridate train`).
+    /// A built-in model saved as JSON (by `mithridate train`), or an ONNX
+    /// classifier (`.onnx`, needs the `onnx` feature).
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
     /// A command speaking JSONL on stdin/stdout (split on whitespace).
@@ -141,6 +142,9 @@ impl ModelArgs {
             bail!("give exactly one of --model, --cmd, --endpoint");
         }
         if let Some(p) = &self.model {
+            if is_onnx(p) {
+                return Ok(load_onnx(p)?.0);
+            }
             return Ok(Box::new(OwnedClassifier {
                 model: load_model(p)?,
             }));
@@ -177,6 +181,30 @@ impl Predictor for OwnedClassifier {
     }
 }
 
+/// Whether `path` names an ONNX model (by its extension).
+fn is_onnx(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// An ONNX classifier run in-process, with its number of classes.
+#[cfg(feature = "onnx")]
+fn load_onnx(path: &Path) -> Result<(Box<dyn Predictor>, usize)> {
+    let m = mithridate_validation::onnx::OnnxPredictor::load(path)?;
+    let k = m.n_classes();
+    Ok((Box::new(m), k))
+}
+
+/// Without the `onnx` feature: an error that says how to get it.
+#[cfg(not(feature = "onnx"))]
+fn load_onnx(path: &Path) -> Result<(Box<dyn Predictor>, usize)> {
+    bail!(
+        "{}: ONNX models need mithridate built with the `onnx` cargo feature \
+         (cargo install mithridate --features onnx, or cargo build -p mithridate --features onnx)",
+        path.display()
+    )
+}
+
 /// Read a built-in model: the `{"kind": ..., "model": ...}` form written by
 /// `mithridate train`, or a bare softmax regression.
 fn load_model(path: &Path) -> Result<Arc<dyn Classifier>> {
@@ -211,7 +239,7 @@ struct HoldoutArgs {
     /// The holdout data (labelled).
     #[arg(long)]
     holdout: PathBuf,
-    /// A built-in model saved as JSON.
+    /// A built-in model saved as JSON, or an ONNX classifier (`.onnx`, needs the `onnx` feature).
     #[arg(long, value_name = "FILE")]
     model: PathBuf,
     /// Training data, to prove the holdout shares no record with it.
@@ -416,9 +444,20 @@ fn load_digests(path: &Path) -> Result<HashSet<Digest>> {
         .collect()
 }
 
+/// The model of the holdout gate: built-in (probabilities directly) or ONNX
+/// (through its predictor, with its number of classes).
+enum HoldoutModel {
+    Builtin(Arc<dyn Classifier>),
+    Onnx((Box<dyn Predictor>, usize)),
+}
+
 fn holdout(a: HoldoutArgs, g: &Global) -> Result<Checked> {
     let h = a.data.read(&a.holdout)?;
-    let model = load_model(&a.model)?;
+    let model = if is_onnx(&a.model) {
+        HoldoutModel::Onnx(load_onnx(&a.model)?)
+    } else {
+        HoldoutModel::Builtin(load_model(&a.model)?)
+    };
     let mut gate = HoldoutGate::new(a.min_accuracy).with_max_regression(a.max_regression);
     if let Some(f) = a.min_macro_f1 {
         gate = gate.with_min_macro_f1(f);
@@ -452,16 +491,24 @@ fn holdout(a: HoldoutArgs, g: &Global) -> Result<Checked> {
     let x = h
         .require_features("holdout gate")
         .with_context(|| a.holdout.display().to_string())?;
-    if x.ncols() != model.n_features() {
-        bail!(
-            "{}: {} features, the model takes {}",
-            a.holdout.display(),
-            x.ncols(),
-            model.n_features()
-        );
-    }
     let t0 = Instant::now();
-    let proba = model.predict_proba(x.view());
+    let proba = match &model {
+        HoldoutModel::Builtin(model) => {
+            if x.ncols() != model.n_features() {
+                bail!(
+                    "{}: {} features, the model takes {}",
+                    a.holdout.display(),
+                    x.ncols(),
+                    model.n_features()
+                );
+            }
+            model.predict_proba(x.view())
+        }
+        HoldoutModel::Onnx((p, k)) => {
+            mithridate_core::model::predict_proba_via(p.as_ref(), x.view(), *k)
+                .with_context(|| format!("{}: predicting the holdout", a.model.display()))?
+        }
+    };
     let mut out = gate.evaluate(&h, proba.view(), train.as_ref())?;
     out.report.elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
     if let Some(p) = &a.save_baseline {
@@ -491,6 +538,15 @@ fn triggers(a: TriggersArgs) -> Result<Checked> {
 }
 
 fn scan(a: ScanArgs, g: &Global) -> Result<Checked> {
+    if is_onnx(&a.model) {
+        bail!(
+            "{}: the unknown-trigger scan needs input gradients, which an ONNX model run \
+             in-process does not give; scan the built-in model, or test known triggers with \
+             `validate triggers --model {}`",
+            a.model.display(),
+            a.model.display()
+        );
+    }
     let h = a.data.read(&a.holdout)?;
     let model = load_model(&a.model)?;
     let mut params = ScanParams {
