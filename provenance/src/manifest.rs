@@ -619,8 +619,12 @@ mod b64 {
     use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Streamed into the output: no base64 copy of the leaves is held.
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+        s.collect_str(&base64::display::Base64Display::new(
+            v,
+            &base64::engine::general_purpose::STANDARD,
+        ))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
