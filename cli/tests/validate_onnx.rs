@@ -72,7 +72,10 @@ fn onnx_models_pass_or_fail_the_gates_like_built_in_ones() {
         &data("digits_clean.onnx"),
     ]);
     assert_eq!(code, 0, "{v} {err}");
-    assert!(v["report"]["metrics"]["accuracy"].as_f64().unwrap() > 0.9, "{v}");
+    assert!(
+        v["report"]["metrics"]["accuracy"].as_f64().unwrap() > 0.9,
+        "{v}"
+    );
 
     let triggers = |model: &str| {
         run(&[
@@ -90,7 +93,13 @@ fn onnx_models_pass_or_fail_the_gates_like_built_in_ones() {
     };
     let (v, code, err) = triggers("digits_backdoored.onnx");
     assert_eq!(code, 1, "{v} {err}");
-    assert!(v["report"]["summary"].as_str().unwrap().contains("badnets-br"), "{v}");
+    assert!(
+        v["report"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("badnets-br"),
+        "{v}"
+    );
     assert!(v["report"]["metrics"]["asr/badnets-br"].as_f64().unwrap() > 0.05);
     let (v, code, err) = triggers("digits_clean.onnx");
     assert_eq!(code, 0, "{v} {err}");
@@ -133,7 +142,14 @@ fn onnx_model_without_the_feature_is_a_clear_error() {
     let (h, suite) = files(dir.path());
     let s = |p: &Path| p.to_str().unwrap().to_owned();
     for args in [
-        vec!["validate", "holdout", "--id-column", "id", "--holdout", &s(&h)],
+        vec![
+            "validate",
+            "holdout",
+            "--id-column",
+            "id",
+            "--holdout",
+            &s(&h),
+        ],
         vec![
             "validate",
             "triggers",
