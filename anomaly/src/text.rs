@@ -805,7 +805,7 @@ pub struct TextEvidence {
 }
 
 fn in_baseline_sample(id: u64) -> bool {
-    combine(0x6261_7365, id) % 10 == 0
+    combine(0x6261_7365, id).is_multiple_of(10)
 }
 
 impl TextEvidence {

@@ -415,7 +415,7 @@ multiversion! {
             }
             sort_tile(&mut s, net);
             let mut m = s[theta / 2];
-            if theta % 2 == 0 {
+            if theta.is_multiple_of(2) {
                 let lo = &s[theta / 2 - 1];
                 for l in 0..TILE {
                     m[l] = (lo[l] + m[l]) / 2.0;

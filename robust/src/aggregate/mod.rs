@@ -403,7 +403,7 @@ pub fn aggregate_rows(
     if n == 0 {
         return Err(Error::data("no client updates to aggregate"));
     }
-    if data.len() % n != 0 {
+    if !data.len().is_multiple_of(n) {
         return Err(Error::data(format!(
             "{} values do not split into {n} equal rows",
             data.len()
