@@ -271,7 +271,7 @@ fn parent_root(p: &str) -> anyhow::Result<String> {
     if path.is_file() {
         return Ok(prov::load_any(path)?.manifest.root);
     }
-    if !p.is_empty() && p.len() % 2 == 0 && p.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !p.is_empty() && p.len().is_multiple_of(2) && p.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(p.to_ascii_lowercase());
     }
     bail!("--parent {p:?} is neither a manifest file nor a hex root")
