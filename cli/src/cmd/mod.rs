@@ -6,6 +6,6 @@ pub mod privacy;
 pub mod provenance;
 pub mod run;
 pub mod scan;
-pub mod train;
 pub mod serve;
+pub mod train;
 pub mod validate;
