@@ -13,7 +13,7 @@
 //! - [`attack`]: attack simulators (BadNets, blended, label flips, text
 //!   triggers, the every-Nth-record tamper, instruction-pair poisoning);
 //! - [`datasets`]: the embedded UCI digits set and synthetic text sets;
-//! - with feature `proptest`, [`strategies`] for property-based tests.
+//! - with feature `proptest`, `strategies` for property-based tests.
 //!
 //! ```
 //! use mithridate_core::{attack::{Attack, BadNets}, datasets::digits};

@@ -455,7 +455,12 @@ pub fn run(args: &[String]) -> Result<()> {
                         .iter()
                         .filter(|f| truth.contains(&p.dataset.ids[f.index]))
                         .count();
-                    eprintln!("    {:<22} flags {:>4} true {:>4}", d.detector, d.flags.len(), tp);
+                    eprintln!(
+                        "    {:<22} flags {:>4} true {:>4}",
+                        d.detector,
+                        d.flags.len(),
+                        tp
+                    );
                 }
             }
             rows.push(row);
