@@ -22,6 +22,11 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().unwrap()
 }
 
+/// `mithridate run --config CFG --stage STAGE --out OUT`.
+fn stage(cfg: &Path, stage: &str, out: &Path) -> Output {
+    run(&["run", "--config", s(cfg), "--stage", stage, "--out", s(out)])
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -97,15 +102,7 @@ fn staged_run_checks_an_external_model_and_its_canaries() {
 
     // Ingest: quarantine, clean data, canary rows and the hand-off state.
     let cfg0 = config(d, "ingest.toml", "");
-    let o = run(&[
-        "run",
-        "--config",
-        s(&cfg0),
-        "--stage",
-        "ingest",
-        "--out",
-        s(&out),
-    ]);
+    let o = stage(&cfg0, "ingest", &out);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
@@ -158,15 +155,7 @@ fn staged_run_checks_an_external_model_and_its_canaries() {
     let bad = d.join("bad.json");
     train_outside(&[d.join("data/train.csv")], &bad);
     let cfg = config(d, "bad.toml", &serve_table(&bad));
-    let o = run(&[
-        "run",
-        "--config",
-        s(&cfg),
-        "--stage",
-        "release",
-        "--out",
-        s(&out),
-    ]);
+    let o = stage(&cfg, "release", &out);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -176,15 +165,7 @@ fn staged_run_checks_an_external_model_and_its_canaries() {
     assert!(err.contains("gate: FAIL"), "{err}");
 
     // An external model cannot be trained by the pipeline.
-    let o = run(&[
-        "run",
-        "--config",
-        s(&cfg),
-        "--stage",
-        "all",
-        "--out",
-        s(&out),
-    ]);
+    let o = stage(&cfg, "all", &out);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--stage ingest"));
 }
@@ -198,15 +179,7 @@ fn release_without_the_ingest_state_names_what_is_missing() {
     train_outside(&[d.join("data/train.csv")], &model);
     let cfg = config(d, "m.toml", &serve_table(&model));
     let fresh = d.join("fresh");
-    let o = run(&[
-        "run",
-        "--config",
-        s(&cfg),
-        "--stage",
-        "release",
-        "--out",
-        s(&fresh),
-    ]);
+    let o = stage(&cfg, "release", &fresh);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(

@@ -63,7 +63,7 @@ use crate::diff::FileChangeKind;
 use crate::envelope::{pae, Envelope, Signature, Subject, PAYLOAD_TYPE, STATEMENT_TYPE};
 use crate::keys::KeyPaths;
 use crate::manifest::{json_error, relocate};
-use crate::walk::check_rel_path;
+use crate::walk::{check_rel_path, rel_string};
 
 /// Media type of the Sigstore bundle model-signing writes and requires.
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -693,27 +693,6 @@ fn list(root: &Path, ignore: &IgnoreSet, allow_symlinks: bool) -> Result<Listing
         }
     }
     Ok(out)
-}
-
-fn rel_string(root: &Path, path: &Path) -> Result<String> {
-    let rel = path.strip_prefix(root).map_err(|_| {
-        Error::data(format!(
-            "{} is not under {}",
-            path.display(),
-            root.display()
-        ))
-    })?;
-    let mut parts = Vec::new();
-    for c in rel.components() {
-        let s = c
-            .as_os_str()
-            .to_str()
-            .ok_or_else(|| Error::data(format!("{}: file name is not UTF-8", path.display())))?;
-        parts.push(s);
-    }
-    let s = parts.join("/");
-    check_rel_path(&s).map_err(|m| Error::data(format!("{}: {m}", path.display())))?;
-    Ok(s)
 }
 
 /// model-signing's resource order: Python `PurePosixPath` ordering, which

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use mithridate_core::io::atomic::write_atomic;
 use mithridate_core::io::{read_path, ReadOptions};
-use mithridate_core::model::{ClassifierPredictor, Predictor, SoftmaxRegression};
+use mithridate_core::model::{ClassifierPredictor, Predictor};
 use mithridate_core::{Classifier, Dataset, Verdict};
 use mithridate_validation::digest::{parse_digest, Digest};
 use mithridate_validation::{
@@ -208,19 +208,7 @@ fn load_onnx(path: &Path) -> Result<(Box<dyn Predictor>, usize)> {
 /// Read a built-in model: the `{"kind": ..., "model": ...}` form written by
 /// `mithridate train`, or a bare softmax regression.
 fn load_model(path: &Path) -> Result<Arc<dyn Classifier>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    if let Ok(m) = serde_json::from_str::<mithridate_robust::SavedModel>(&text) {
-        return Ok(m.into_classifier());
-    }
-    let m: SoftmaxRegression = serde_json::from_str(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:line {}: not a saved model ({e})",
-            path.display(),
-            e.line()
-        )
-    })?;
-    Ok(Arc::new(m))
+    Ok(mithridate_policy::runner::load_model_file(path)?)
 }
 
 #[derive(Debug, clap::Args)]
