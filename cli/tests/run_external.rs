@@ -179,6 +179,21 @@ fn release_without_the_ingest_state_names_what_is_missing() {
     train_outside(&[d.join("data/train.csv")], &model);
     let cfg = config(d, "m.toml", &serve_table(&model));
     let fresh = d.join("fresh");
+    // Two models named at once is a usage error, not a silent choice.
+    let o = run(&[
+        "run",
+        "--config",
+        s(&cfg),
+        "--stage",
+        "release",
+        "--out",
+        s(&fresh),
+        "--model",
+        s(&model),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("one or the other"), "{err}");
     let o = stage(&cfg, "release", &fresh);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");

@@ -90,6 +90,12 @@ pub fn run(req: RunRequest) -> Result<RunOutput> {
         "read_stats".into(),
         serde_json::to_value(&stats).unwrap_or_default(),
     );
+    if req.model.is_some() && cfg.model.is_external() {
+        return Err(Error::param(
+            "--model",
+            "the config names an external model ([model] command / endpoint): give one or the other",
+        ));
+    }
     // `--model` wins over `[model] file`.
     if let Some(m) = req.model.as_ref().or(cfg.model.file.as_ref()) {
         cx.model = Some(load_model_file(m)?);
