@@ -222,7 +222,7 @@ pub fn create_manifest(root: &Path, opts: &CreateOptions) -> Result<Manifest> {
     }
     let id_field = opts.id_field.as_deref().unwrap_or(DEFAULT_ID_FIELD);
     let files: Vec<(&String, &PathBuf)> = w.files.iter().map(|(r, f)| (r, &f.abs)).collect();
-    let mut entries = files
+    let entries = files
         .par_iter()
         .map(|(rel, abs)| {
             let fmt = if opts.records {
@@ -233,6 +233,19 @@ pub fn create_manifest(root: &Path, opts: &CreateOptions) -> Result<Manifest> {
             hash_entry(opts.algorithm, rel, abs, fmt, id_field)
         })
         .collect::<Result<Vec<_>>>()?;
+    let m = assemble(entries, opts, exclude)?;
+    tracing::info!(files = m.files.len(), root = %m.root, "manifest created");
+    Ok(m)
+}
+
+/// A manifest of hashed `entries` (sorted here by path) with `opts`'
+/// algorithm, metadata and lineage, and its root: what a whole-directory
+/// manifest and a shard manifest share.
+pub(crate) fn assemble(
+    mut entries: Vec<FileEntry>,
+    opts: &CreateOptions,
+    exclude: Vec<String>,
+) -> Result<Manifest> {
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     let mut m = Manifest {
         schema: MANIFEST_SCHEMA.into(),
@@ -247,7 +260,6 @@ pub fn create_manifest(root: &Path, opts: &CreateOptions) -> Result<Manifest> {
     if let Some(l) = &m.lineage {
         check_lineage(l).map_err(|msg| Error::param("lineage", msg))?;
     }
-    tracing::info!(files = m.files.len(), root = %m.root, "manifest created");
     Ok(m)
 }
 

@@ -63,7 +63,7 @@ use crate::diff::FileChangeKind;
 use crate::envelope::{pae, Envelope, Signature, Subject, PAYLOAD_TYPE, STATEMENT_TYPE};
 use crate::keys::KeyPaths;
 use crate::manifest::{json_error, relocate};
-use crate::walk::{check_rel_path, rel_string};
+use crate::walk::{canonical_root, check_rel_path, rel_string};
 
 /// Media type of the Sigstore bundle model-signing writes and requires.
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -701,17 +701,6 @@ fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.split('/').cmp(b.split('/'))
 }
 
-fn canonical_dir(root: &Path) -> Result<PathBuf> {
-    let c = root.canonicalize().map_err(|e| Error::io(root, e))?;
-    if !c.is_dir() {
-        return Err(Error::data(format!(
-            "{}: not a directory (model-signing signs a directory)",
-            root.display()
-        )));
-    }
-    Ok(c)
-}
-
 // ---------------------------------------------------------------- signing
 
 /// Options for [`sign_dir`].
@@ -744,7 +733,7 @@ impl Default for SignOptions {
 pub fn statement_for_dir(root: &Path, opts: &SignOptions) -> Result<MsStatement> {
     let span = tracing::info_span!("model_signing_statement", root = %root.display());
     let _g = span.enter();
-    let croot = canonical_dir(root)?;
+    let croot = canonical_root(root)?;
     let mut ignore_paths: BTreeSet<String> = BTreeSet::new();
     if opts.ignore_git_paths {
         ignore_paths.extend(GIT_PATHS.iter().map(|s| (*s).to_owned()));
@@ -1036,7 +1025,7 @@ pub fn check_dir(root: &Path, st: &MsStatement, opts: &VerifyOptions) -> Result<
     let span = tracing::info_span!("model_signing_check", root = %root.display());
     let _g = span.enter();
     st.validate()?;
-    let croot = canonical_dir(root)?;
+    let croot = canonical_root(root)?;
     let ser = &st.predicate.serialization;
     let ht = HashType::parse(&ser.hash_type).map_err(Error::data)?;
     let mut set = IgnoreSet::default();

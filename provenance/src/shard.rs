@@ -35,7 +35,7 @@ use mithridate_core::{Error, Result};
 use rayon::prelude::*;
 
 use crate::manifest::{
-    entry_from_bytes, hash_entry, CreateOptions, FileEntry, Lineage, Manifest, Metadata,
+    assemble, entry_from_bytes, hash_entry, CreateOptions, FileEntry, Lineage, Manifest, Metadata,
     DEFAULT_ID_FIELD, MANIFEST_SCHEMA,
 };
 use crate::records::RecordFormat;
@@ -216,18 +216,8 @@ fn format_of(opts: &CreateOptions, rel: &str) -> Option<RecordFormat> {
     }
 }
 
-fn finish(mut entries: Vec<FileEntry>, opts: &CreateOptions) -> Result<Manifest> {
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut m = Manifest {
-        schema: MANIFEST_SCHEMA.into(),
-        algorithm: opts.algorithm,
-        root: String::new(),
-        metadata: opts.metadata.clone(),
-        lineage: opts.lineage.clone(),
-        files: entries,
-        exclude: Vec::new(),
-    };
-    m.root = hex::encode(m.compute_root());
+fn finish(entries: Vec<FileEntry>, opts: &CreateOptions) -> Result<Manifest> {
+    let m = assemble(entries, opts, Vec::new())?;
     m.validate()?;
     Ok(m)
 }
