@@ -284,6 +284,21 @@ fn create_manifest(
     Ok(PyManifest { inner })
 }
 
+/// The options of a shard manifest: what `create_shard_manifest` and
+/// `manifest_from_bytes` take.
+fn shard_options(
+    records: bool,
+    algorithm: &str,
+    id_field: Option<String>,
+) -> PyResult<CreateOptions> {
+    Ok(CreateOptions {
+        records,
+        algorithm: self::algorithm(algorithm)?,
+        id_field,
+        ..CreateOptions::default()
+    })
+}
+
 /// Hash the files `files` (relative to `root`, or absolute inside it) of the
 /// dataset under `root` into a shard manifest: exactly the entries a manifest
 /// of the whole dataset holds for those files.
@@ -297,12 +312,7 @@ fn create_shard_manifest(
     algorithm: &str,
     id_field: Option<String>,
 ) -> PyResult<PyManifest> {
-    let opts = CreateOptions {
-        records,
-        algorithm: self::algorithm(algorithm)?,
-        id_field,
-        ..CreateOptions::default()
-    };
+    let opts = shard_options(records, algorithm, id_field)?;
     let inner = py
         .detach(|| shard::create_shard_manifest(&root, &files, &opts))
         .py()?;
@@ -320,12 +330,7 @@ fn manifest_from_bytes(
     algorithm: &str,
     id_field: Option<String>,
 ) -> PyResult<PyManifest> {
-    let opts = CreateOptions {
-        records,
-        algorithm: self::algorithm(algorithm)?,
-        id_field,
-        ..CreateOptions::default()
-    };
+    let opts = shard_options(records, algorithm, id_field)?;
     let pairs: Vec<(&str, &[u8])> = items
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_bytes()))
