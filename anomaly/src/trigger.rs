@@ -394,6 +394,10 @@ fn merge(mut cands: Vec<Candidate>) -> Vec<Candidate> {
 /// Outcome of the counterfactual test of one candidate.
 struct Confirmation {
     flipped: Vec<usize>,
+    /// Members whose nearest neighbours keep their label both with the region
+    /// visible and with it hidden: they look like their label, as natural
+    /// carriers do.
+    looks_labelled: Vec<usize>,
     baseline: f64,
     score: f64,
 }
@@ -440,6 +444,7 @@ fn confirm(
     // centre); the better of the two tests is kept, at the price of a factor 2.
     let cuts = [p.flip_max_share, p.flip_max_share.max(0.5)];
     let mut flipped: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    let mut looks_labelled = Vec::new();
     for fold in &folds {
         let in_fold: std::collections::HashSet<usize> = fold.iter().copied().collect();
         let refs: Vec<usize> = if depleted {
@@ -467,6 +472,9 @@ fn confirm(
         let plain = knn(full_s.view(), full_r.view(), p.k, false);
         for ((&i, m), u) in fold.iter().zip(&masked).zip(&plain) {
             if share(u) > 0.5 {
+                if share(m) > 0.5 {
+                    looks_labelled.push(i);
+                }
                 continue;
             }
             for (f, &cut) in flipped.iter_mut().zip(&cuts) {
@@ -533,16 +541,21 @@ fn confirm(
         if best.as_ref().is_none_or(|b| score > b.score) {
             best = Some(Confirmation {
                 flipped: f,
+                looks_labelled: Vec::new(),
                 baseline,
                 score,
             });
         }
     }
-    best.unwrap_or(Confirmation {
+    let mut best = best.unwrap_or(Confirmation {
         flipped: Vec::new(),
+        looks_labelled: Vec::new(),
         baseline: 1.0,
         score: 0.0,
-    })
+    });
+    looks_labelled.sort_unstable();
+    best.looks_labelled = looks_labelled;
+    best
 }
 
 impl Detector for FeatureTriggerMining {
@@ -674,8 +687,26 @@ impl Detector for FeatureTriggerMining {
                 c.core.iter().filter(|i| f.contains(i)).count()
             };
             let pure = c.core_purity >= p.pure_fraction && 2 * core_flipped >= c.core.len();
+            // Unflipped members are added only when they cannot be natural
+            // carriers: the pattern is too improbable for the data to hold by
+            // chance (under per-feature value frequencies, fewer than 1% of a
+            // sample expected), or the member does not look like its label
+            // with the pattern visible or hidden. A common pattern (solid ink over
+            // a stroke centre) is carried by clean samples of the target
+            // class, which keep their label under both tests.
+            let improbable = c.surprise >= (n as f64).log10() + 2.0;
+            let natural: std::collections::HashSet<usize> = if improbable {
+                Default::default()
+            } else {
+                conf.looks_labelled.iter().copied().collect()
+            };
             let hit: Vec<usize> = if pure {
-                let mut h: std::collections::BTreeSet<usize> = c.core.iter().copied().collect();
+                let mut h: std::collections::BTreeSet<usize> = c
+                    .core
+                    .iter()
+                    .copied()
+                    .filter(|i| !natural.contains(i))
+                    .collect();
                 h.extend(conf.flipped.iter().copied());
                 h.into_iter().collect()
             } else {
