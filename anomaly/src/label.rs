@@ -355,14 +355,21 @@ pub fn analyse_labels(ds: &Dataset, p: &LabelParams, seed: u64) -> Result<LabelA
                 best = Some(c);
             }
         }
-        if f64::from(proba[[i, l]]) > p.max_label_proba {
+        let top = (0..k)
+            .max_by(|&a, &b| proba[[i, a]].total_cmp(&proba[[i, b]]))
+            .unwrap_or(l);
+        // Inside a concentrated (label, nearer class) pair the data already
+        // show a targeted flip, and its flipped samples keep part of their
+        // given label's probability (the ones not yet set aside still teach
+        // it): there a sample is an issue when the cleaner model and most of
+        // its neighbours put it in the pair's other class, however unsure.
+        let in_flipped_pair =
+            top != l && pairs.contains(&(y[i], top)) && dis[i] >= p.min_knn_disagreement;
+        if f64::from(proba[[i, l]]) > p.max_label_proba && !in_flipped_pair {
             continue;
         }
         let cl = best.filter(|&b| b != l);
         if cl.is_some() || dis[i] >= p.min_knn_disagreement {
-            let top = (0..k)
-                .max_by(|&a, &b| proba[[i, a]].total_cmp(&proba[[i, b]]))
-                .unwrap_or(l);
             issues.push(i);
             suggested.push(cl.unwrap_or(top) as u32);
         }
