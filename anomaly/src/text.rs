@@ -610,7 +610,12 @@ impl TextStats {
                     u64::from(total),
                     self.class_records[c] as f64 / n.max(1) as f64,
                 );
-                (score >= level).then_some(NgramCandidate {
+                // A phrase every one of whose few carriers has the same
+                // label is the shape of a rare tamper (a handful of records in
+                // a small corpus cannot reach the level): it is tested at ten
+                // times the chance level; the counterfactual test decides.
+                let need = if o == total { level - 1.0 } else { level };
+                (score >= need).then_some(NgramCandidate {
                     key,
                     class: c as u32,
                     total,
