@@ -241,6 +241,56 @@ pub fn merkle_root<D: StreamDigest>(leaves: &[u8]) -> Vec<u8> {
     level.into_owned()
 }
 
+/// The BLAKE3 digest of an input of `len` bytes from `hashers`, one per
+/// consecutive piece of `piece` bytes (a power of two, at least one BLAKE3
+/// chunk), each hasher having been given its piece's offset
+/// (`set_input_offset`) and bytes: exactly `blake3::hash(input)`.
+///
+/// BLAKE3's tree splits an input of `n` bytes into a left subtree of
+/// `left_subtree_len(n)` bytes, a power of two, and the rest; any split of
+/// more than `piece` bytes is a multiple of `piece`, so the pieces are whole
+/// subtrees and merging their chaining values along the same splits
+/// rebuilds the tree.
+pub(crate) fn blake3_merge_pieces(hashers: &[blake3::Hasher], piece: u64, len: u64) -> [u8; 32] {
+    use blake3::hazmat::{left_subtree_len, merge_subtrees_root, HasherExt, Mode};
+    fn subtree(h: &[blake3::Hasher], piece: u64, len: u64) -> blake3::hazmat::ChainingValue {
+        match h {
+            [] => [0; 32],
+            [one] => one.finalize_non_root(),
+            _ => {
+                let (l, r) = split(h, piece, len);
+                blake3::hazmat::merge_subtrees_non_root(
+                    &subtree(l.0, piece, l.1),
+                    &subtree(r.0, piece, r.1),
+                    Mode::Hash,
+                )
+            }
+        }
+    }
+    type Side<'a> = (&'a [blake3::Hasher], u64);
+    fn split(h: &[blake3::Hasher], piece: u64, len: u64) -> (Side<'_>, Side<'_>) {
+        let left = left_subtree_len(len);
+        let k = usize::try_from(left / piece)
+            .unwrap_or(usize::MAX)
+            .min(h.len());
+        let (l, r) = h.split_at(k);
+        ((l, left), (r, len - left))
+    }
+    match hashers {
+        [] => *blake3::hash(&[]).as_bytes(),
+        [one] => *one.finalize().as_bytes(),
+        _ => {
+            let (l, r) = split(hashers, piece, len);
+            *merge_subtrees_root(
+                &subtree(l.0, piece, l.1),
+                &subtree(r.0, piece, r.1),
+                Mode::Hash,
+            )
+            .as_bytes()
+        }
+    }
+}
+
 /// Pairs per parallel task when hashing a Merkle level.
 const PAR_PAIRS: usize = 8192;
 

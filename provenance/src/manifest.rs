@@ -9,8 +9,12 @@ use mithridate_core::{Error, Location, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::hash::{digest_bytes, leaf_hash, merkle_root, with_digest, Algorithm, StreamDigest};
-use crate::records::{record_digests, RecordDigests, RecordFormat, RecordIds};
+use crate::hash::{
+    digest_bytes, leaf_hash, merkle_root, with_digest, Algorithm, Blake3, StreamDigest,
+};
+use crate::records::{
+    jsonl_blake3_fused, record_digests, RecordDigests, RecordFormat, RecordIds, PIECE,
+};
 use crate::walk::{canonical_root, check_rel_path, walk};
 
 /// Schema URI of a manifest document, checked on load so that a file of
@@ -288,6 +292,18 @@ pub(crate) fn entry_from_bytes(
     fmt: Option<RecordFormat>,
     id_field: &str,
 ) -> FileEntry {
+    if let (Algorithm::Blake3, Some(RecordFormat::Jsonl)) = (alg, fmt) {
+        // One pass for the file digest and the records (see
+        // `jsonl_blake3_fused`); the other formats and SHA-256, whose file
+        // digest is sequential, take two.
+        let (r, digest) = jsonl_blake3_fused(data, id_field, PIECE);
+        return FileEntry {
+            path: rel.to_owned(),
+            size: data.len() as u64,
+            digest: hex::encode(digest),
+            records: Some(record_set_of::<Blake3>(r, id_field)),
+        };
+    }
     let digest = with_digest!(alg, D => digest_bytes::<D>(data));
     let records = match fmt {
         None => None,
@@ -313,11 +329,18 @@ pub(crate) fn record_set<D: StreamDigest>(
     f: RecordFormat,
     id_field: &str,
 ) -> std::result::Result<RecordSet, String> {
-    let r = record_digests::<D>(data, f, id_field)?;
+    Ok(record_set_of::<D>(
+        record_digests::<D>(data, f, id_field)?,
+        id_field,
+    ))
+}
+
+/// `r` as a [`RecordSet`] with its root filled in.
+fn record_set_of<D: StreamDigest>(r: RecordDigests, id_field: &str) -> RecordSet {
     let root = merkle_root::<D>(&r.leaves);
     let mut rs = RecordSet::from_digests(r, id_field);
     rs.root = hex::encode(root);
-    Ok(rs)
+    rs
 }
 
 /// A file's bytes: memory-mapped when large (no copy, bounded heap for

@@ -197,64 +197,121 @@ pub fn record_digests<D: StreamDigest>(
     }
 }
 
-/// Chunk size for parallel line splitting: large enough that the per-chunk
-/// overhead vanishes, small enough to keep both cores busy on one shard.
-const CHUNK: usize = 4 << 20;
+/// Size of the pieces a file is cut into for parallel work: large enough
+/// that the per-piece overhead vanishes, small enough to keep both cores busy
+/// on one shard. A power of two, so that with BLAKE3 each piece is a whole
+/// subtree of the file's hash tree.
+pub(crate) const PIECE: usize = 4 << 20;
 
 /// Bytes of lines gathered before they are hashed: small enough that the
 /// lines are still in cache when hashed, large enough to keep every lane busy.
 const WINDOW: usize = 256 << 10;
 
 fn jsonl<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
-    // JSON strings cannot hold a raw newline, so any '\n' is a record
-    // boundary and chunks can be cut at the first newline after each mark.
-    let mut cuts = vec![0usize];
-    let mut at = CHUNK;
-    while at < bytes.len() {
-        match find_newline(&bytes[at..]) {
-            Some(i) => {
-                let cut = at + i + 1;
-                if cut < bytes.len() {
-                    cuts.push(cut);
-                }
-                at = cut + CHUNK;
+    let parts: Vec<(Vec<u8>, RecordIds)> = (0..pieces(bytes.len(), PIECE))
+        .into_par_iter()
+        .map(|i| jsonl_piece::<D>(bytes, i, PIECE, id_field, |_| {}))
+        .collect();
+    join_jsonl(parts.into_iter())
+}
+
+/// JSONL record digests and the BLAKE3 digest of the whole file in one
+/// pass over the bytes: each piece of the file is hashed as a BLAKE3
+/// subtree window by window, right before the records of the same window,
+/// so that every byte is read from memory once, while it is in cache, rather
+/// than once for the file digest and again for the records. The subtrees
+/// are merged into exactly `blake3::hash(bytes)`.
+pub(crate) fn jsonl_blake3_fused(
+    bytes: &[u8],
+    id_field: &str,
+    piece: usize,
+) -> (RecordDigests, [u8; 32]) {
+    use blake3::hazmat::HasherExt;
+    let n = pieces(bytes.len(), piece);
+    let parts: Vec<((Vec<u8>, RecordIds), blake3::Hasher)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let (lo, hi) = (i * piece, ((i + 1) * piece).min(bytes.len()));
+            let mut h = blake3::Hasher::new();
+            if i > 0 {
+                h.set_input_offset(lo as u64);
             }
-            None => break,
-        }
-    }
-    cuts.push(bytes.len());
-    let parts: Vec<(Vec<u8>, RecordIds)> = cuts
-        .par_windows(2)
-        .map(|w| {
-            let chunk = &bytes[w[0]..w[1]];
-            let mut leaves = Vec::with_capacity(chunk.len() / 8);
-            let mut ids = RecordIds::default();
-            let mut spans = Vec::new();
-            let mut pos = 0;
-            while pos < chunk.len() {
-                // Split a window into lines, then hash them while the
-                // window is still in cache.
-                spans.clear();
-                let stop = pos.saturating_add(WINDOW);
-                while pos < chunk.len() && pos < stop {
-                    let end = find_newline(&chunk[pos..]).map_or(chunk.len(), |i| pos + i);
-                    spans.push(pos..end);
-                    pos = end + 1;
-                }
-                D::leaf_hashes(chunk, spans.iter().cloned(), &mut leaves);
-                for s in &spans {
-                    ids.push(json_id(&chunk[s.clone()], id_field).as_deref());
-                }
-            }
-            (leaves, ids)
+            let mut done = lo;
+            let r = jsonl_piece::<crate::hash::Blake3>(bytes, i, piece, id_field, |upto| {
+                let upto = upto.clamp(done, hi);
+                h.update(&bytes[done..upto]);
+                done = upto;
+            });
+            h.update(&bytes[done..hi]);
+            (r, h)
         })
         .collect();
+    let (recs, hashers): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let digest = crate::hash::blake3_merge_pieces(&hashers, piece as u64, bytes.len() as u64);
+    (join_jsonl(recs.into_iter()), digest)
+}
+
+/// Number of pieces of `len` bytes (one, possibly empty, for an empty file).
+fn pieces(len: usize, piece: usize) -> usize {
+    len.div_ceil(piece).max(1)
+}
+
+/// Start of the first record starting at or after `at`: JSON strings cannot
+/// hold a raw newline, so a record starts at 0 and after every '\n'.
+fn record_start(bytes: &[u8], at: usize) -> usize {
+    if at == 0 {
+        return 0;
+    }
+    match bytes.get(at - 1..).and_then(find_newline) {
+        Some(i) => at + i,
+        None => bytes.len(),
+    }
+}
+
+/// Leaves and ids of the records that start in piece `i`, the records
+/// split and hashed window by window. `window_done(end)` is called before a
+/// window's records are hashed, with the end of the window's last record,
+/// so that the caller can hash the same bytes while they are in cache.
+fn jsonl_piece<D: StreamDigest>(
+    bytes: &[u8],
+    i: usize,
+    piece: usize,
+    id_field: &str,
+    mut window_done: impl FnMut(usize),
+) -> (Vec<u8>, RecordIds) {
+    let (mut pos, end) = (
+        record_start(bytes, i * piece),
+        record_start(bytes, (i + 1) * piece),
+    );
+    let mut leaves = Vec::with_capacity((end - pos) / 8);
+    let mut ids = RecordIds::default();
+    let mut spans = Vec::new();
+    while pos < end {
+        spans.clear();
+        let stop = pos.saturating_add(WINDOW);
+        while pos < end && pos < stop {
+            let line_end = find_newline(&bytes[pos..end]).map_or(end, |j| pos + j);
+            spans.push(pos..line_end);
+            pos = line_end + 1;
+        }
+        window_done(pos.min(end));
+        D::leaf_hashes(bytes, spans.iter().cloned(), &mut leaves);
+        for s in &spans {
+            ids.push(json_id(&bytes[s.clone()], id_field).as_deref());
+        }
+    }
+    (leaves, ids)
+}
+
+fn join_jsonl(parts: impl ExactSizeIterator<Item = (Vec<u8>, RecordIds)>) -> RecordDigests {
     let mut out = RecordDigests {
         format: RecordFormat::Jsonl,
-        leaves: Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
+        leaves: Vec::new(),
         ids: RecordIds::default(),
         header: None,
     };
+    let parts: Vec<_> = parts.collect();
+    out.leaves.reserve(parts.iter().map(|p| p.0.len()).sum());
     for (l, i) in parts {
         out.leaves.extend_from_slice(&l);
         out.ids.append(&i);
@@ -574,7 +631,7 @@ mod tests {
                 format!("{{\"id\":{i},\"text\":\"{}\"}}\n", "z".repeat(i % 300)).as_bytes(),
             );
         }
-        assert!(text.len() > 2 * CHUNK);
+        assert!(text.len() > 2 * PIECE);
         let r = record_digests::<B>(&text, RecordFormat::Jsonl, "id").unwrap();
         assert_eq!(r.count(), 60_000);
         assert_eq!(r.ids.get(59_999), Some("59999"));
@@ -582,6 +639,9 @@ mod tests {
             .flat_map(|l| leaf_hash::<B>(l).to_vec())
             .collect();
         assert_eq!(r.leaves, serial);
+        let (fused, digest) = jsonl_blake3_fused(&text, "id", PIECE);
+        assert_eq!(fused, r);
+        assert_eq!(digest, *blake3::hash(&text).as_bytes());
     }
 
     #[test]
@@ -619,6 +679,38 @@ mod tests {
             let json = serde_json::to_string(&compact).unwrap();
             prop_assert_eq!(&json, &serde_json::to_string(&ids).unwrap());
             prop_assert_eq!(serde_json::from_str::<RecordIds>(&json).unwrap(), compact);
+        }
+
+        #[test]
+        fn fused_pass_is_blake3_and_the_same_records(
+            len in prop_oneof![
+                0usize..5000,
+                // Around piece boundaries of every piece size used below.
+                (1usize..9, 0usize..3).prop_map(|(k, d)| (k * 1024 + d).saturating_sub(1)),
+                (1usize..5, 0usize..3).prop_map(|(k, d)| (k * 4096 + d).saturating_sub(1)),
+                5000usize..40_000,
+            ],
+            every in prop_oneof![Just(0u64), 1u64..3000],
+            seed in any::<u64>(),
+            piece_log in 10u32..13,
+        ) {
+            // Bytes with a newline about every `every` bytes (none at all
+            // when 0: one record across every piece).
+            let mut x = seed | 1;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if every > 0 && x % every == 0 { b'\n' } else { b'a' + (x % 26) as u8 }
+                })
+                .collect();
+            let (fused, digest) = jsonl_blake3_fused(&bytes, "id", 1 << piece_log);
+            prop_assert_eq!(digest, *blake3::hash(&bytes).as_bytes());
+            let two_pass = record_digests::<B>(&bytes, RecordFormat::Jsonl, "id").unwrap();
+            prop_assert_eq!(&fused, &two_pass);
+            let serial: Vec<u8> = lines(&bytes).flat_map(|l| leaf_hash::<B>(l).to_vec()).collect();
+            prop_assert_eq!(fused.leaves, serial);
         }
 
         #[test]
