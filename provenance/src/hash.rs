@@ -148,8 +148,7 @@ impl StreamDigest for Blake3 {
     }
 
     fn node_hashes(children: &[u8], out: &mut Vec<u8>) {
-        let pairs = children.len() / 64;
-        crate::lanes::hash_prefixed(NODE, children, (0..pairs).map(|i| 64 * i..64 * i + 64), out);
+        crate::lanes::hash_pairs(NODE, children, out);
     }
 }
 

@@ -77,6 +77,64 @@ pub(crate) fn hash_prefixed(
     run::<8, Portable>(prefix, base, msgs, out)
 }
 
+/// Append `BLAKE3(prefix || pair)` for every 64-byte pair of 32-byte child
+/// hashes in `children` (a trailing partial pair is ignored): the interior
+/// nodes of a Merkle level.
+///
+/// Every message is 65 bytes, two blocks, so the lanes move in lockstep:
+/// no lane ever waits for a new message, and none of the per-lane
+/// bookkeeping of [`hash_prefixed`] is needed, which costs as much as the
+/// compression itself when messages are this short.
+pub(crate) fn hash_pairs(prefix: u8, children: &[u8], out: &mut Vec<u8>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return x86::avx512_pairs(prefix, children, out);
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return x86::avx2_pairs(prefix, children, out);
+        }
+    }
+    pairs::<8, Portable>(prefix, children, out)
+}
+
+#[inline(always)]
+fn pairs<const L: usize, C: Compress<L>>(prefix: u8, children: &[u8], out: &mut Vec<u8>) {
+    let n = children.len() / 64;
+    out.reserve(n * 32);
+    let mut rows = [[0u32; 16]; L];
+    let mut buf = [0u8; 64];
+    for group in children[..n * 64].chunks(64 * L) {
+        let lanes = group.len() / 64;
+        let mut cv = [[0u32; L]; 8];
+        for (w, iv) in cv.iter_mut().zip(IV) {
+            *w = [iv; L];
+        }
+        // Block 0: the prefix and the first 63 bytes of the pair.
+        for (lane, row) in rows.iter_mut().enumerate() {
+            let pair = group.get(64 * lane..64 * lane + 64).unwrap_or(&[0; 64]);
+            buf[0] = prefix;
+            buf[1..].copy_from_slice(&pair[..63]);
+            for (d, c) in row.iter_mut().zip(buf.chunks_exact(4)) {
+                *d = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        C::compress(&mut cv, &rows, &[64; L], &[CHUNK_START; L]);
+        // Block 1: the pair's last byte.
+        for (lane, row) in rows.iter_mut().enumerate() {
+            let last = group.get(64 * lane + 63).copied().unwrap_or(0);
+            *row = [0; 16];
+            row[0] = u32::from(last);
+        }
+        C::compress(&mut cv, &rows, &[1; L], &[CHUNK_END | ROOT; L]);
+        for lane in 0..lanes {
+            for w in &cv {
+                out.extend_from_slice(&w[lane].to_le_bytes());
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod x86 {
@@ -229,6 +287,24 @@ mod x86 {
         // present on every AVX-512 CPU since Skylake-X; `inner` uses only
         // the instructions the compiler emits for these features).
         unsafe { inner(prefix, base, msgs, out) }
+    }
+
+    pub(super) fn avx512_pairs(prefix: u8, children: &[u8], out: &mut Vec<u8>) {
+        #[target_feature(enable = "avx512f,avx512vl,avx2")]
+        fn inner(prefix: u8, children: &[u8], out: &mut Vec<u8>) {
+            super::pairs::<16, Avx512>(prefix, children, out)
+        }
+        // SAFETY: as for `avx512`.
+        unsafe { inner(prefix, children, out) }
+    }
+
+    pub(super) fn avx2_pairs(prefix: u8, children: &[u8], out: &mut Vec<u8>) {
+        #[target_feature(enable = "avx2")]
+        fn inner(prefix: u8, children: &[u8], out: &mut Vec<u8>) {
+            super::pairs::<8, super::Portable>(prefix, children, out)
+        }
+        // SAFETY: only called after `is_x86_feature_detected!("avx2")`.
+        unsafe { inner(prefix, children, out) }
     }
 
     pub(super) fn avx2(
@@ -513,6 +589,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn pairs_match_blake3(children in proptest::collection::vec(any::<u8>(), 0..64 * 40), prefix in any::<u8>()) {
+            let msgs: Vec<Vec<u8>> = children.chunks_exact(64).map(<[u8]>::to_vec).collect();
+            let want = reference(prefix, &msgs);
+            let mut out = Vec::new();
+            hash_pairs(prefix, &children, &mut out);
+            prop_assert_eq!(&out, &want);
+            let mut portable = Vec::new();
+            pairs::<4, Portable>(prefix, &children, &mut portable);
+            prop_assert_eq!(&portable, &want);
+        }
+
         #[test]
         fn matches_blake3(msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..1200), 0..40), prefix in any::<u8>()) {
             let (base, spans) = flat(&msgs);
