@@ -536,13 +536,21 @@ impl Manifest {
     /// [`Manifest::to_json_vec`].
     pub fn save(&self, path: &Path) -> Result<()> {
         if self.record_count() > COMPACT_ABOVE {
-            let parts = self
-                .compact_parts()
-                .map_err(|e| Error::data(format!("serializing manifest: {e}")))?;
+            // Encoding (on other threads) and writing overlap: the pieces
+            // go through a bounded channel, the writer takes them in order.
             return mithridate_core::io::atomic::write_atomic(path, |w| {
-                for p in &parts {
-                    w.write_all(p)?;
-                }
+                std::thread::scope(|s| {
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+                    let encoder = s.spawn(move || self.compact_stream(|p| tx.send(p).is_ok()));
+                    let written = rx.iter().try_for_each(|p| w.write_all(&p));
+                    // A failed write drops the receiver, which stops the encoder.
+                    drop(rx);
+                    let encoded = encoder
+                        .join()
+                        .unwrap_or_else(|_| Err(serde::ser::Error::custom("encoder panicked")));
+                    written?;
+                    encoded.map_err(std::io::Error::other)
+                })?;
                 w.write_all(b"\n")
             });
         }
@@ -558,11 +566,20 @@ impl Manifest {
     /// (leaves and ids); the rest is serialized once, without them, and the
     /// entries go where serde would have put them.
     fn compact_parts(&self) -> serde_json::Result<Vec<Vec<u8>>> {
-        let entries = self
-            .files
-            .par_iter()
-            .map(entry_json)
-            .collect::<serde_json::Result<Vec<Vec<Vec<u8>>>>>()?;
+        let mut parts = Vec::new();
+        self.compact_stream(|p| {
+            parts.push(p);
+            true
+        })?;
+        Ok(parts)
+    }
+
+    /// [`Manifest::compact_parts`] handed to `emit` piece by piece, in
+    /// order, as they are encoded, so that a writer can write one group of
+    /// entries while the next is encoded. Entries are encoded a group at a
+    /// time, the entries of a group and the pieces of each entry in
+    /// parallel. Stops early when `emit` returns false.
+    fn compact_stream(&self, mut emit: impl FnMut(Vec<u8>) -> bool) -> serde_json::Result<()> {
         let head = Manifest {
             schema: self.schema.clone(),
             algorithm: self.algorithm,
@@ -577,19 +594,43 @@ impl Manifest {
         // string every quote is escaped.
         const FIELD: &[u8] = b"\"files\":[";
         let Some(at) = top.windows(FIELD.len()).position(|w| w == FIELD) else {
-            return Ok(vec![serde_json::to_vec(self)?]);
+            emit(serde_json::to_vec(self)?);
+            return Ok(());
         };
         let cut = at + FIELD.len();
-        let mut parts = Vec::with_capacity(2 * entries.len() + 2);
-        parts.push(top[..cut].to_vec());
-        for (i, e) in entries.into_iter().enumerate() {
-            if i > 0 {
-                parts.push(b",".to_vec());
-            }
-            parts.extend(e);
+        if !emit(top[..cut].to_vec()) {
+            return Ok(());
         }
-        parts.push(top[cut..].to_vec());
-        Ok(parts)
+        let mut rest = &self.files[..];
+        let mut first = true;
+        while !rest.is_empty() {
+            // A group: entries up to GROUP_LEAVES bytes of leaves (at least one).
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && (n == 0 || bytes < GROUP_LEAVES) && n < GROUP_FILES {
+                bytes += rest[n].records.as_ref().map_or(0, |r| r.leaves.len());
+                n += 1;
+            }
+            let (group, tail) = rest.split_at(n);
+            rest = tail;
+            let encoded = group
+                .par_iter()
+                .map(entry_json)
+                .collect::<serde_json::Result<Vec<Vec<Vec<u8>>>>>()?;
+            for e in encoded {
+                if !first && !emit(b",".to_vec()) {
+                    return Ok(());
+                }
+                first = false;
+                for p in e {
+                    if !emit(p) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        emit(top[cut..].to_vec());
+        Ok(())
     }
 
     /// Read and check a plain manifest file (see [`crate::load_any`] for
@@ -713,6 +754,16 @@ fn entry_json(f: &FileEntry) -> serde_json::Result<Vec<Vec<u8>>> {
     out.push(top[cut + 1..].to_vec());
     Ok(out)
 }
+
+/// Bytes of record leaves per group of entries encoded together when saving.
+const GROUP_LEAVES: usize = 16 << 20;
+
+/// Most entries encoded together when saving.
+const GROUP_FILES: usize = 256;
+
+/// Encoded pieces waiting to be written when saving (each at most ~2 MiB,
+/// or one small entry).
+const IN_FLIGHT: usize = 32;
 
 /// Record ids serialized per parallel task.
 const IDS_PER_TASK: usize = 1 << 17;
@@ -850,6 +901,37 @@ mod tests {
             entry_json(&none).unwrap().concat(),
             serde_json::to_vec(&none).unwrap()
         );
+    }
+
+    #[test]
+    fn saved_compact_manifest_is_serde_json() {
+        // More files than one encoding group and more records than
+        // COMPACT_ABOVE, so that saving streams several groups.
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        for f in 0..GROUP_FILES + 20 {
+            let text: String = (0..40)
+                .map(|i| format!("{{\"id\":\"f{f}-{i}\",\"x\":{i}}}\n"))
+                .collect();
+            std::fs::write(data.join(format!("{f:04}.jsonl")), text).unwrap();
+        }
+        let m = create_manifest(
+            &data,
+            &CreateOptions {
+                records: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(m.record_count() > COMPACT_ABOVE);
+        let p = d.path().join("m.json");
+        m.save(&p).unwrap();
+        let mut want = serde_json::to_vec(&m).unwrap();
+        want.push(b'\n');
+        assert_eq!(std::fs::read(&p).unwrap(), want);
+        assert_eq!(m.to_json_vec().unwrap(), want[..want.len() - 1]);
+        assert_eq!(Manifest::load(&p).unwrap(), m);
     }
 
     #[test]
