@@ -646,7 +646,24 @@ impl Detector for FeatureTriggerMining {
         let mut confirmed = 0usize;
         let mut flagged: BTreeMap<usize, Flag> = BTreeMap::new();
         for (c, conf) in results {
-            if conf.score < p.confirm_log10 || conf.flipped.len() < p.min_support {
+            // Two independent pieces of evidence: a pattern too improbable
+            // for the data to hold by chance (fewer than 1% of a sample
+            // expected under per-feature value frequencies), carried only by
+            // one label, is stamped; when most of its carriers then flip, the
+            // flip test needs only half its usual strength. It matters where
+            // the masked region is what the target class itself needs (a
+            // patch over the crossing of an 8): ordinary samples of the class
+            // flip often there too, and a handful of poisoned ones cannot
+            // beat that baseline by the full margin.
+            let stamped = c.surprise >= (n as f64).log10() + 2.0
+                && c.core_purity >= p.pure_fraction
+                && 2 * conf.flipped.len() > c.members.len();
+            let need = if stamped {
+                p.confirm_log10 / 2.0
+            } else {
+                p.confirm_log10
+            };
+            if conf.score < need || conf.flipped.len() < p.min_support {
                 continue;
             }
             confirmed += 1;
