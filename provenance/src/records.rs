@@ -238,9 +238,14 @@ pub(crate) fn jsonl_blake3_fused(
             }
             let mut done = lo;
             let r = jsonl_piece::<crate::hash::Blake3>(bytes, i, piece, id_field, |upto| {
+                // Fed a few windows at a time: every `update` hashes its
+                // last chunk one block at a time, and the windows just split
+                // are still in cache.
                 let upto = upto.clamp(done, hi);
-                h.update(&bytes[done..upto]);
-                done = upto;
+                if upto - done >= DIGEST_FEED {
+                    h.update(&bytes[done..upto]);
+                    done = upto;
+                }
             });
             h.update(&bytes[done..hi]);
             (r, h)
@@ -250,6 +255,9 @@ pub(crate) fn jsonl_blake3_fused(
     let digest = crate::hash::blake3_merge_pieces(&hashers, piece as u64, bytes.len() as u64);
     (join_jsonl(recs.into_iter()), digest)
 }
+
+/// Least bytes given to the file hasher at once in the fused pass.
+const DIGEST_FEED: usize = 1 << 20;
 
 /// Number of pieces of `len` bytes (one, possibly empty, for an empty file).
 fn pieces(len: usize, piece: usize) -> usize {
