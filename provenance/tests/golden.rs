@@ -3,6 +3,7 @@
 //! when the hashing or the serialization is made faster. The digests pinned
 //! here were produced by the two-pass implementation (whole-file digest,
 //! then one leaf per record) and its serde-derived JSON.
+#![allow(clippy::unwrap_used)] // test setup panics on failure by design
 
 use mithridate_provenance::{create_manifest, Algorithm, CreateOptions, Manifest};
 
