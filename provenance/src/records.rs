@@ -220,13 +220,16 @@ fn jsonl<D: StreamDigest>(bytes: &[u8], id_field: &str) -> RecordDigests {
 /// subtree window by window, right before the records of the same window,
 /// so that every byte is read from memory once, while it is in cache, rather
 /// than once for the file digest and again for the records. The subtrees
-/// are merged into exactly `blake3::hash(bytes)`.
+/// are merged into exactly `blake3::hash(bytes)`. `piece` must be a power of
+/// two of at least one BLAKE3 chunk (1024 bytes), so that pieces are whole
+/// subtrees.
 pub(crate) fn jsonl_blake3_fused(
     bytes: &[u8],
     id_field: &str,
     piece: usize,
 ) -> (RecordDigests, [u8; 32]) {
     use blake3::hazmat::HasherExt;
+    debug_assert!(piece.is_power_of_two() && piece >= blake3::CHUNK_LEN);
     let n = pieces(bytes.len(), piece);
     let parts: Vec<((Vec<u8>, RecordIds), blake3::Hasher)> = (0..n)
         .into_par_iter()
