@@ -1170,7 +1170,18 @@ pub fn decide_named(
             .max_by_key(|&ci| (plan.candidates[ci].len, std::cmp::Reverse(ci)))
             .map(|ci| extend_phrase(&evidence.occurrences[ci]))
             .unwrap_or_default();
-        let confirmed = score >= p.confirm_log10 && flipped.len() >= p.min_support;
+        // A phrase only one label carries, most of whose carriers flip once
+        // it is removed, is a tamper's shape even with three to six carriers
+        // (a rare phrase in a small corpus): two pieces of evidence, so the
+        // flip test needs half its usual strength. Natural label-specific
+        // phrases almost never flip at all.
+        let shaped = members.len() == carriers.len() && 2 * flipped.len() > members.len();
+        let need = if shaped {
+            p.confirm_log10 / 2.0
+        } else {
+            p.confirm_log10
+        };
+        let confirmed = score >= need && flipped.len() >= p.min_support;
         let t = TextTrigger {
             phrase: best.clone(),
             ngrams: g.cands.iter().map(|&ci| phrase_of(ci)).collect(),

@@ -190,6 +190,21 @@ fn text_triggers_are_found_with_their_phrase() {
 }
 
 #[test]
+fn a_tamper_of_five_records_in_five_thousand_is_found() {
+    // Every 1000th record tampered: the phrase has five carriers, and not
+    // all of them flip when it is removed.
+    let p = EveryNth::every_1000th(0)
+        .poison(&synthetic_text(5000, 4, 11), 1)
+        .unwrap();
+    assert_eq!(p.poisoned_ids.len(), 5);
+    let out = scan(&p.dataset, &ScanParams::default(), 0).unwrap();
+    let flagged: HashSet<SampleId> = out.decisions.iter().map(|d| d.entry.id.clone()).collect();
+    assert_eq!(flagged, p.poisoned_ids.iter().cloned().collect());
+    let clean = scan(&synthetic_text(5000, 4, 11), &ScanParams::default(), 0).unwrap();
+    assert!(clean.decisions.is_empty());
+}
+
+#[test]
 fn scan_defense_flags_into_the_context_quarantine() {
     let p = BadNets::digits(0.02).poison(&digits(), 2).unwrap();
     let d = ScanDefense::new(ScanParams::default());
