@@ -396,6 +396,6 @@ fn print_row(r: &TierRow, total: usize) {
         c[5],
         c[6],
         c[7],
-        if r.failed.is_empty() { String::new() } else { format!("  FAIL from: {}", r.failed.join(", ")) }
+        if r.failed.is_empty() { String::new() } else { format!("  failing controls: {}", r.failed.join(", ")) }
     );
 }
