@@ -39,6 +39,7 @@ th{background:#eef0f4}.badge{display:inline-block;padding:2px 10px;border-radius
 .pass{background:#2e7d32}.warn{background:#b26a00}.fail{background:#c62828}.card{background:#fff;border:1px solid #d5d9e0;border-radius:6px;padding:12px 16px;margin:12px 0}
 .meta{color:#5b6475}.tag{display:inline-block;background:#e8eaf6;border-radius:4px;padding:0 6px;margin:0 4px 0 0;font-size:12px}
 pre{background:#fff;border:1px solid #d5d9e0;padding:12px;overflow:auto}svg text{font:11px system-ui,sans-serif;fill:#1d2433}
+td.code{font:12px ui-monospace,Menlo,Consolas,monospace;overflow-wrap:anywhere}
 .plots{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}figcaption{color:#5b6475;font-size:12px}";
 
 /// Render the whole report.
@@ -197,7 +198,7 @@ pub fn render(r: &AuditReport) -> String {
                 .unwrap_or_default();
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"code\">{}</td></tr>",
                 esc(&q.id.to_string()),
                 fmt_num(q.score),
                 esc(&status),
