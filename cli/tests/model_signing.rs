@@ -100,6 +100,22 @@ fn keygen(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("ms.key"), dir.join("ms.pub"))
 }
 
+/// `manifest sign TARGET --format model-signing --key KEY -o OUT --json`.
+fn sign(target: &Path, key: &Path, out: &Path) -> Output {
+    run(&[
+        "--json",
+        "manifest",
+        "sign",
+        p(target),
+        "--format",
+        "model-signing",
+        "--key",
+        p(key),
+        "-o",
+        p(out),
+    ])
+}
+
 fn verify(data: &Path, sig: &Path, trust: &Path) -> Output {
     run(&[
         "--json",
@@ -120,18 +136,7 @@ fn sign_verify_tamper_and_wrong_key_through_the_cli() {
     dataset(&data);
     let (key, public) = keygen(&w.path().join("keys"));
     let sig = data.join("model.sig");
-    let o = run(&[
-        "--json",
-        "manifest",
-        "sign",
-        p(&data),
-        "--format",
-        "model-signing",
-        "--key",
-        p(&key),
-        "-o",
-        p(&sig),
-    ]);
+    let o = sign(&data, &key, &sig);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let j = json(&o);
     assert_eq!(j["format"], "model-signing");
@@ -177,17 +182,7 @@ fn sign_verify_tamper_and_wrong_key_through_the_cli() {
     assert!(text(&o).contains("Ed25519"), "{}", text(&o));
 
     // Signing a file (not a directory) in this format is a usage error.
-    let o = run(&[
-        "manifest",
-        "sign",
-        p(&data.join("meta.csv")),
-        "--format",
-        "model-signing",
-        "--key",
-        p(&key),
-        "-o",
-        p(&w.path().join("x.sig")),
-    ]);
+    let o = sign(&data.join("meta.csv"), &key, &w.path().join("x.sig"));
     assert_eq!(code(&o), 2, "{}", text(&o));
 }
 
@@ -214,17 +209,7 @@ fn model_signing_tool_accepts_mithridate_cli_signature() {
     dataset(&data);
     let (key, public) = keygen(&w.path().join("keys"));
     let sig = data.join("model.sig");
-    let o = run(&[
-        "manifest",
-        "sign",
-        p(&data),
-        "--format",
-        "model-signing",
-        "--key",
-        p(&key),
-        "-o",
-        p(&sig),
-    ]);
+    let o = sign(&data, &key, &sig);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let check = || {
         Command::new(&ms)
