@@ -245,6 +245,30 @@ pub struct TrainArgs {
     pub seed: u64,
 }
 
+impl TrainArgs {
+    /// Set the model family and the options given on the command line
+    /// (`--model`, `--epochs`, `--batch-size`, `--learning-rate`,
+    /// `--hidden`) in `cfg`, leaving its defaults where an option is absent.
+    pub(crate) fn apply_model_options(&self, cfg: &mut TrainConfig) {
+        cfg.model = match self.model {
+            ModelArg::Softmax => ModelKind::Softmax,
+            ModelArg::Mlp => ModelKind::Mlp,
+        };
+        if let Some(e) = self.epochs {
+            cfg.epochs = e;
+        }
+        if let Some(b) = self.batch_size {
+            cfg.batch_size = b;
+        }
+        if let Some(lr) = self.learning_rate {
+            cfg.learning_rate = lr;
+        }
+        if let Some(h) = self.hidden {
+            cfg.hidden = h;
+        }
+    }
+}
+
 fn read_opts(a: &TrainArgs) -> ReadOptions {
     ReadOptions {
         label_column: Some(a.label_column.clone()),
@@ -269,22 +293,7 @@ pub fn run_train(a: TrainArgs, g: &Global) -> Result<Outcome> {
     } else {
         TrainConfig::plain()
     };
-    cfg.model = match a.model {
-        ModelArg::Softmax => ModelKind::Softmax,
-        ModelArg::Mlp => ModelKind::Mlp,
-    };
-    if let Some(e) = a.epochs {
-        cfg.epochs = e;
-    }
-    if let Some(b) = a.batch_size {
-        cfg.batch_size = b;
-    }
-    if let Some(lr) = a.learning_rate {
-        cfg.learning_rate = lr;
-    }
-    if let Some(h) = a.hidden {
-        cfg.hidden = h;
-    }
+    a.apply_model_options(&mut cfg);
     if let Some(dpc) = cfg.dp.as_mut() {
         dpc.noise_multiplier = a.noise_multiplier;
         if let Some(c) = a.clip {

@@ -17,10 +17,10 @@ use mithridate_core::io::{read_path, ReadOptions};
 use mithridate_core::rng::derive_seed;
 use mithridate_core::Dataset;
 use mithridate_robust::certified::{certified_accuracy, Certified, Dpa, Scheme};
-use mithridate_robust::train::{ModelKind, SavedModel, TrainConfig};
+use mithridate_robust::train::{SavedModel, TrainConfig};
 use serde_json::json;
 
-use crate::cmd::privacy::{self, ModelArg};
+use crate::cmd::privacy;
 use crate::{Global, Outcome};
 
 /// `mithridate train`: everything `train` accepts, and the certified options.
@@ -117,22 +117,7 @@ fn run_certified(b: &privacy::TrainArgs, c: &CertifiedArgs, g: &Global) -> Resul
     };
 
     let mut cfg = TrainConfig::plain();
-    cfg.model = match b.model {
-        ModelArg::Softmax => ModelKind::Softmax,
-        ModelArg::Mlp => ModelKind::Mlp,
-    };
-    if let Some(e) = b.epochs {
-        cfg.epochs = e;
-    }
-    if let Some(bs) = b.batch_size {
-        cfg.batch_size = bs;
-    }
-    if let Some(lr) = b.learning_rate {
-        cfg.learning_rate = lr;
-    }
-    if let Some(h) = b.hidden {
-        cfg.hidden = h;
-    }
+    b.apply_model_options(&mut cfg);
 
     let bar = g.progress();
     let models = scheme.buckets();
